@@ -1,0 +1,373 @@
+"""Collect what the method needs from a BIDS dataset, and check it before any computing.
+
+Every problem found here ends the run early with one paragraph that names the file and
+the fix, so that a cluster job never fails hours in on a typo in ``events.tsv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from bidsapp.errors import BadDataError, MissingInputError, NothingSelected
+
+LOGGER = logging.getLogger("bidsapp.bids")
+
+_NIFTI = [".nii", ".nii.gz"]
+_REQUIRED_EVENT_COLUMNS = ("onset", "duration", "stim_file")
+#: Relative tolerance between the sidecar's RepetitionTime and the NIfTI header's.
+TR_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One presentation of a stimulus, from ``events.tsv``."""
+
+    onset: float
+    duration: float
+    stim_file: str
+    trial_type: str | None = None
+
+
+@dataclass(frozen=True)
+class BoldRun:
+    """One BOLD run with what the method needs from its sidecar and events."""
+
+    path: Path
+    events: Path
+    repetition_time: float
+    n_volumes: int
+    trials: tuple[Trial, ...]
+    metadata: dict[str, Any] = field(hash=False, compare=False)
+    entities: dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def task(self) -> str:
+        """The BIDS ``task`` label of this run."""
+        return self.entities["task"]
+
+
+@dataclass(frozen=True)
+class SubjectData:
+    """Everything collected for one participant."""
+
+    subject: str
+    t1w: Path | None
+    bold: tuple[BoldRun, ...]
+    stimuli: dict[str, Path] = field(hash=False, compare=False)
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks with at least one BOLD run, sorted."""
+        return sorted({run.task for run in self.bold})
+
+
+def open_layout(bids_dir: Path, database_path: Path | None = None):
+    """Index a BIDS dataset with pybids.
+
+    Parameters
+    ----------
+    bids_dir : Path
+        The dataset root.
+    database_path : Path, optional
+        Where pybids may cache its index (e.g. in the work directory).
+
+    Returns
+    -------
+    bids.BIDSLayout
+        The layout, indexed without validation (the BIDS validator runs separately).
+
+    Raises
+    ------
+    MissingInputError
+        If ``dataset_description.json`` is missing.
+    BadDataError
+        If pybids cannot index the folder.
+    """
+    from bids import BIDSLayout
+    from bids.layout import BIDSLayoutIndexer
+
+    bids_dir = Path(bids_dir)
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise MissingInputError(
+            "The input folder is not a BIDS dataset: dataset_description.json is missing",
+            path=bids_dir / "dataset_description.json",
+            fix="point bids_dir at the dataset root, the folder holding "
+                "dataset_description.json and the sub-* folders",
+        )
+    try:
+        # derivatives/ and stimuli/ are read by us, not indexed as raw data.
+        indexer = BIDSLayoutIndexer(validate=False, ignore=["code", "stimuli", "sourcedata",
+                                                            "derivatives", "models"])
+        return BIDSLayout(bids_dir, indexer=indexer, database_path=database_path)
+    except Exception as exc:  # pybids raises many types for unreadable datasets
+        raise BadDataError(f"pybids could not index the dataset ({exc})", path=bids_dir,
+                           fix="run the BIDS validator on the dataset and fix what it "
+                               "reports") from exc
+
+
+def _events_tasks(layout) -> list[str]:
+    """Return the tasks whose events files carry a ``stim_file`` column."""
+    tasks = set()
+    for events in layout.get(suffix="events", extension=".tsv"):
+        header = Path(events.path).read_text().split("\n", 1)[0].split("\t")
+        if "stim_file" in [h.strip() for h in header] and "task" in events.entities:
+            tasks.add(events.entities["task"])
+    return sorted(tasks)
+
+
+def _select_subjects(layout, labels: tuple[str, ...]) -> list[str]:
+    available = sorted(layout.get_subjects())
+    if not available:
+        raise NothingSelected(
+            "The dataset has no sub-* folders with data", path=layout.root,
+            fix="check that bids_dir is the dataset root",
+        )
+    if not labels:
+        return available
+    unknown = [lbl for lbl in labels if lbl not in available]
+    if unknown:
+        shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
+        raise NothingSelected(
+            f"Participant label(s) not found in the dataset: {', '.join(unknown)} "
+            f"(available: {shown})",
+            path=layout.root,
+            fix="give labels that exist, with or without the sub- prefix",
+        )
+    return list(labels)
+
+
+def collect_participants(layout, config) -> list[SubjectData]:
+    """Collect and check every selected participant.
+
+    Parameters
+    ----------
+    layout : bids.BIDSLayout
+        The indexed dataset (see :func:`open_layout`).
+    config : bidsapp.config.Config
+        Provides the participant, session and task filters and the BIDS filters.
+
+    Returns
+    -------
+    list of SubjectData
+        One entry per selected participant, in label order.
+
+    Raises
+    ------
+    NothingSelected
+        If the labels, sessions or tasks select no data (exit 18).
+    MissingInputError, BadDataError
+        For missing or unusable inputs (exits 66 and 65).
+    """
+    subjects = _select_subjects(layout, config.participant_label)
+    tasks = list(config.task) or _events_tasks(layout)
+    if not tasks:
+        raise NothingSelected(
+            "No task has events with a stim_file column, so there is nothing to analyse",
+            path=layout.root,
+            fix="add a stim_file column (paths relative to stimuli/) to the *_events.tsv files",
+        )
+    known_tasks = set(layout.get_tasks())
+    missing_tasks = [t for t in tasks if t not in known_tasks]
+    if missing_tasks:
+        raise NothingSelected(
+            f"Task(s) not found in the dataset: {', '.join(missing_tasks)} "
+            f"(available: {', '.join(sorted(known_tasks)) or 'none'})",
+            path=layout.root, fix="check --task",
+        )
+    return [
+        collect_subject(layout, subject, tasks=tasks, sessions=config.session_label,
+                        filters=config.bids_filters)
+        for subject in subjects
+    ]
+
+
+def collect_subject(layout, subject: str, *, tasks: list[str],
+                    sessions: tuple[str, ...] = (),
+                    filters: dict[str, dict] | None = None) -> SubjectData:
+    """Collect one participant's T1w, BOLD runs, events and stimuli, and check them.
+
+    Parameters
+    ----------
+    layout : bids.BIDSLayout
+        The indexed dataset.
+    subject : str
+        The participant label, without ``sub-``.
+    tasks : list of str
+        The tasks to collect.
+    sessions : tuple of str
+        Sessions to restrict to (all when empty).
+    filters : dict, optional
+        Extra pybids queries per data type, keys ``t1w`` and ``bold``.
+
+    Returns
+    -------
+    SubjectData
+        The checked inputs.
+    """
+    filters = filters or {}
+    base: dict[str, Any] = {"subject": subject}
+    if sessions:
+        base["session"] = list(sessions)
+
+    t1w_files = layout.get(**base, datatype="anat", suffix="T1w", extension=_NIFTI,
+                           **filters.get("t1w", {}))
+    if not t1w_files and sessions:
+        # A T1w often lives in another session (or none); search the whole subject.
+        t1w_files = layout.get(subject=subject, datatype="anat", suffix="T1w",
+                               extension=_NIFTI, **filters.get("t1w", {}))
+    t1w = Path(sorted(f.path for f in t1w_files)[0]) if t1w_files else None
+    if t1w is None:
+        raise MissingInputError(
+            f"sub-{subject} has no T1w image", path=Path(layout.root) / f"sub-{subject}" / "anat",
+            fix=f"add sub-{subject}/anat/sub-{subject}_T1w.nii.gz, or leave this participant "
+                "out with --participant-label",
+        )
+    if len(t1w_files) > 1:
+        LOGGER.warning("sub-%s has %d T1w images; using %s", subject, len(t1w_files), t1w.name)
+
+    bold_files = layout.get(**base, task=tasks, datatype="func", suffix="bold",
+                            extension=_NIFTI, **filters.get("bold", {}))
+    if not bold_files:
+        raise NothingSelected(
+            f"sub-{subject} has no BOLD runs for task(s) {', '.join(tasks)}",
+            path=Path(layout.root) / f"sub-{subject}",
+            fix="check --task, --session-label and --bids-filter-file",
+        )
+    stimuli_dir = Path(layout.root) / "stimuli"
+    runs = [_collect_run(layout, bold, stimuli_dir) for bold in
+            sorted(bold_files, key=lambda f: f.path)]
+    _check_consistent_tr(runs)
+    stimuli: dict[str, Path] = {}
+    for run in runs:
+        for trial in run.trials:
+            stimuli.setdefault(trial.stim_file, _check_stimulus(trial.stim_file, stimuli_dir,
+                                                                 run.events))
+    return SubjectData(subject=subject, t1w=t1w, bold=tuple(runs), stimuli=stimuli)
+
+
+def _collect_run(layout, bold, stimuli_dir: Path) -> BoldRun:
+    import nibabel as nb
+
+    path = Path(bold.path)
+    metadata = layout.get_metadata(bold.path)
+    events = layout.get_nearest(bold.path, suffix="events", extension=".tsv", strict=True,
+                                ignore_strict_entities=["suffix", "extension", "datatype"])
+    if events is None:
+        raise MissingInputError(
+            "The BOLD run has no events file", path=path,
+            fix=f"add {path.name.split('_bold')[0]}_events.tsv with onset, duration and "
+                "stim_file columns",
+        )
+    events = Path(events)
+    try:
+        img = nb.load(path)
+        shape = img.shape
+    except Exception as exc:  # nibabel raises several types for corrupt headers
+        raise BadDataError(f"The BOLD image cannot be read ({exc})", path=path,
+                           fix="re-export the image from the scanner data (dcm2niix)") from exc
+    if len(shape) != 4 or shape[3] < 2:
+        raise BadDataError(
+            f"The BOLD image is not a 4D time series (shape {shape})", path=path,
+            fix="give the 4D run, one volume per TR, not a single volume",
+        )
+    tr = metadata.get("RepetitionTime")
+    if not isinstance(tr, int | float) or not tr > 0:
+        raise BadDataError(
+            "The BOLD sidecar has no valid RepetitionTime", path=path.with_name(
+                path.name.replace(".nii.gz", ".json").replace(".nii", ".json")),
+            fix="add \"RepetitionTime\": <seconds> to the sidecar JSON",
+        )
+    header_tr = float(img.header.get_zooms()[3])
+    if img.header.get_xyzt_units()[1] == "msec":
+        header_tr /= 1000.0
+    if header_tr > 0 and abs(header_tr - tr) > TR_TOLERANCE * tr:
+        raise BadDataError(
+            f"The TR in the sidecar ({tr} s) differs from the NIfTI header's ({header_tr} s)",
+            path=path,
+            fix="correct RepetitionTime in the JSON sidecar or the header's pixdim[4]",
+        )
+    trials = _read_trials(events, run_length=shape[3] * float(tr))
+    return BoldRun(path=path, events=events, repetition_time=float(tr), n_volumes=shape[3],
+                   trials=trials, metadata=metadata, entities=dict(bold.get_entities()))
+
+
+def _read_trials(events: Path, run_length: float) -> tuple[Trial, ...]:
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(events, sep="\t", na_values="n/a", keep_default_na=False,
+                            dtype={"stim_file": str})
+    except Exception as exc:  # pandas raises several types for malformed tables
+        raise BadDataError(f"The events file cannot be read ({exc})", path=events,
+                           fix="write a tab-separated table with a header row") from exc
+    missing = [c for c in _REQUIRED_EVENT_COLUMNS if c not in table.columns]
+    if missing:
+        raise BadDataError(
+            f"The events file lacks column(s) {', '.join(missing)}", path=events,
+            fix="give onset, duration (seconds) and stim_file (relative to stimuli/)",
+        )
+    table = table.dropna(subset=["stim_file"])
+    if table.empty:
+        raise BadDataError("The events file lists no stimulus presentations", path=events,
+                           fix="add one row per trial with onset, duration and stim_file")
+    trials = []
+    for row in table.itertuples(index=False):
+        onset, duration = float(row.onset), float(row.duration)
+        if not (math.isfinite(onset) and math.isfinite(duration)) or onset < 0 or duration <= 0:
+            raise BadDataError(
+                f"Invalid onset/duration ({row.onset}, {row.duration}) for {row.stim_file}",
+                path=events, fix="give non-negative onsets and positive durations in seconds",
+            )
+        if onset + duration > run_length + 1e-6:
+            raise BadDataError(
+                f"The trial of {row.stim_file} ends at {onset + duration:.2f} s, after the end "
+                f"of the run ({run_length:.2f} s)", path=events,
+                fix="check the onsets (seconds from the first volume) or that the BOLD run is "
+                    "complete",
+            )
+        trial_type = getattr(row, "trial_type", None)
+        trials.append(Trial(onset, duration, str(row.stim_file),
+                            None if trial_type is None or trial_type != trial_type
+                            else str(trial_type)))
+    return tuple(trials)
+
+
+def _check_stimulus(stim_file: str, stimuli_dir: Path, events: Path) -> Path:
+    rel = PurePosixPath(stim_file)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise BadDataError(
+            f"stim_file {stim_file!r} points outside the stimuli/ folder", path=events,
+            fix="give stim_file relative to the dataset's stimuli/ folder, without '..'",
+        )
+    # Some datasets include the folder name itself ("stimuli/clip.wav"); both are BIDS.
+    if rel.parts and rel.parts[0] == "stimuli" and not (stimuli_dir / rel).exists():
+        rel = PurePosixPath(*rel.parts[1:])
+    path = stimuli_dir / rel
+    if not path.is_file():
+        raise MissingInputError(
+            f"The stimulus {stim_file!r} named in the events file does not exist", path=path,
+            fix="put the audio that was played under stimuli/, or correct stim_file",
+        )
+    # Decoding the whole clip here catches corrupt, empty and too-short audio before any
+    # computing; the features step decodes it again, which costs milliseconds per clip.
+    from bidsapp.audio.decode import load_audio
+
+    load_audio(path)
+    return path
+
+
+def _check_consistent_tr(runs: list[BoldRun]) -> None:
+    by_task: dict[str, BoldRun] = {}
+    for run in runs:
+        first = by_task.setdefault(run.task, run)
+        if abs(first.repetition_time - run.repetition_time) > TR_TOLERANCE * first.repetition_time:
+            raise BadDataError(
+                f"Runs of task {run.task!r} have different TRs ({first.repetition_time} s in "
+                f"{first.path.name}, {run.repetition_time} s here); repeated trials cannot be "
+                "averaged across them", path=run.path,
+                fix="analyse runs with one TR at a time, using --bids-filter-file",
+            )

@@ -1,0 +1,1 @@
+"""Command-line entry points: the BIDS-Apps contract and the helper tools."""

@@ -1,0 +1,93 @@
+"""Entry point of ``bidsapp`` and ``run.py``: parse, log, run, and map errors to exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+
+from bidsapp.errors import BidsAppError
+
+LOGGER = logging.getLogger("bidsapp")
+
+#: Tools that are not an analysis level, as ``name: "module:function"``.  Each function takes
+#: its own argv and returns an exit code.  Later parts register theirs here; the positional
+#: BIDS-Apps form ``bids_dir output_dir level`` is left untouched.
+TOOLS: dict[str, str] = {}
+
+
+def setup_logging(verbose: int = 0) -> None:
+    """Send bidsapp's log records to stderr, INFO by default and DEBUG with ``-v``.
+
+    Parameters
+    ----------
+    verbose : int
+        How many ``-v`` were given.
+    """
+    level = logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s",
+                                           "%y%m%d-%H:%M:%S"))
+    root = logging.getLogger("bidsapp")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # nipype's own chatter is useful only when debugging.
+    logging.getLogger("nipype").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
+
+
+def _resolve(target: str) -> Callable[[list[str]], int]:
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _run_bids_app(argv: list[str]) -> int:
+    from bidsapp.cli.parser import parse_args
+
+    config = parse_args(argv)
+    setup_logging(config.verbose)
+    from bidsapp.workflows.base import run
+
+    return run(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, the error's documented exit code otherwise (see
+        :mod:`bidsapp.errors`).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"})
+                  for a in argv)
+    setup_logging(int(verbose))
+    try:
+        if argv and argv[0] in TOOLS:
+            return int(_resolve(TOOLS[argv[0]])(argv[1:]) or 0)
+        return _run_bids_app(argv)
+    except BidsAppError as exc:
+        if verbose:
+            LOGGER.exception("bidsapp stopped with exit code %d", exc.exit_code)
+        print(f"bidsapp: error: {exc.paragraph()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bidsapp: interrupted", file=sys.stderr)
+        return 130
+
+
+def cli() -> None:
+    """Console-script wrapper: exit with :func:`main`'s code."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

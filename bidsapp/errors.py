@@ -1,0 +1,109 @@
+"""One exception hierarchy with the exit codes of the BIDS-Apps contract.
+
+Every error a user can cause is a subclass of :class:`BidsAppError`.  The command line
+catches it, prints its one-paragraph message (no traceback unless ``-v``) and exits with
+its code.  The codes follow BEP027 and ``sysexits.h``:
+
+====  ==========================  ==============================================
+code  class                       meaning
+====  ==========================  ==============================================
+16    :class:`ValidationError`    the BIDS validator rejected the input dataset
+18    :class:`NothingSelected`    the filters (labels, tasks, ...) selected nothing
+64    :class:`UsageError`         the command line or config file is wrong
+65    :class:`BadDataError`       an input exists but its content is unusable
+66    :class:`MissingInputError`  an input file or folder is missing
+69    :class:`NotAvailableError`  a step is not available in this version
+73    :class:`CannotWriteError`   an output or work directory cannot be written
+====  ==========================  ==============================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BidsAppError(Exception):
+    """Base class of every user-facing error.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, in one sentence.
+    path : str or Path, optional
+        The file or folder at fault; named in the message.
+    fix : str, optional
+        What the user should do about it.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None):
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        self.fix = fix
+        super().__init__(self.paragraph())
+
+    def paragraph(self) -> str:
+        """Return the message, the file and the fix as one paragraph."""
+        parts = [self.message.rstrip(".") + "."]
+        if self.path is not None:
+            parts.append(f"File: {self.path}.")
+        if self.fix:
+            parts.append(f"Fix: {self.fix.rstrip('.')}.")
+        return " ".join(parts)
+
+
+class ValidationError(BidsAppError):
+    """The BIDS validator found errors in the input dataset (exit 16)."""
+
+    exit_code = 16
+
+
+class NothingSelected(BidsAppError):
+    """Participant, session or task filters selected no data (exit 18)."""
+
+    exit_code = 18
+
+
+class UsageError(BidsAppError):
+    """Wrong command-line arguments or configuration (exit 64)."""
+
+    exit_code = 64
+
+
+class BadDataError(BidsAppError):
+    """An input exists but cannot be used: corrupt, inconsistent or out of range (exit 65)."""
+
+    exit_code = 65
+
+
+class MissingInputError(BidsAppError):
+    """A required input file or folder does not exist (exit 66)."""
+
+    exit_code = 66
+
+
+class NotAvailableError(BidsAppError):
+    """A step of the method is not available in this version of bidsapp (exit 69)."""
+
+    exit_code = 69
+
+
+class CannotWriteError(BidsAppError):
+    """An output or working directory cannot be created or written (exit 73)."""
+
+    exit_code = 73
+
+
+EXIT_CODES = {
+    cls.__name__: cls.exit_code
+    for cls in (
+        ValidationError,
+        NothingSelected,
+        UsageError,
+        BadDataError,
+        MissingInputError,
+        NotAvailableError,
+        CannotWriteError,
+    )
+}

@@ -1,0 +1,1 @@
+"""nipype workflow factories (``init_*_wf``) that wire the library parts together."""

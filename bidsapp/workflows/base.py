@@ -1,0 +1,188 @@
+"""Top level of a run: check inputs, prepare the derivatives folder, build and run workflows."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from bidsapp.config import Config
+from bidsapp.errors import BidsAppError, CannotWriteError, MissingInputError, UsageError
+
+LOGGER = logging.getLogger("bidsapp")
+
+
+def _prepare_dir(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise CannotWriteError(
+            f"The {what} cannot be written ({exc.strerror})", path=path,
+            fix=f"choose a {what} you can write to, with free space (in a container, mount it "
+                "read-write)",
+        ) from exc
+
+
+def plugin_settings(config: Config) -> dict:
+    """Return nipype's ``plugin`` and ``plugin_args`` for this run.
+
+    Parameters
+    ----------
+    config : Config
+        ``use_plugin`` (a YAML file) wins; otherwise MultiProc over ``nprocs`` processes
+        within ``mem_gb``.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``Workflow.run``.
+    """
+    if config.use_plugin is not None:
+        import yaml
+
+        settings = yaml.safe_load(config.use_plugin.read_text())
+        return {"plugin": settings["plugin"], "plugin_args": settings.get("plugin_args", {})}
+    nprocs = config.nprocs or os.cpu_count() or 1
+    args: dict = {"n_procs": nprocs, "raise_insufficient": False,
+                  "maxtasksperchild": 1}
+    if config.mem_gb:
+        args["memory_gb"] = config.mem_gb
+    if nprocs == 1:
+        return {"plugin": "Linear", "plugin_args": {}}
+    return {"plugin": "MultiProc", "plugin_args": args}
+
+
+def run(config: Config) -> int:
+    """Run one analysis level as configured and return the exit code.
+
+    Parameters
+    ----------
+    config : Config
+        The frozen options of this run.
+
+    Returns
+    -------
+    int
+        0 when the run completed.
+
+    Raises
+    ------
+    BidsAppError
+        For every user error, with its documented exit code.
+    """
+    if config.analysis_level == "participant":
+        return run_participant(config)
+    if config.analysis_level == "group":
+        return run_group(config)
+    raise UsageError(f"Unknown analysis level {config.analysis_level!r}",
+                     fix="use participant or group")
+
+
+def _save_config(config: Config) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"config-{config.analysis_level}-{stamp}-{os.getpid()}.toml"
+    path = config.output_dir / "logs" / name
+    config.save(path)
+    return path
+
+
+def run_participant(config: Config) -> int:
+    """Participant level: check every input, then run the per-subject workflows.
+
+    Parameters
+    ----------
+    config : Config
+        The options of this run.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    from bidsapp.bids import collect_participants, open_layout
+    from bidsapp.bids.derivatives import write_dataset_description
+
+    _prepare_dir(config.output_dir, "output folder")
+    work_dir = config.resolved_work_dir
+    _prepare_dir(work_dir, "work folder")
+    if not config.skip_bids_validation:
+        from bidsapp.bids.validate import validate_bids
+
+        validate_bids(config.bids_dir)
+    layout = open_layout(config.bids_dir)
+    subjects = collect_participants(layout, config)
+    for subject in subjects:
+        runs = ", ".join(r.path.name for r in subject.bold)
+        LOGGER.info("sub-%s: T1w %s; %d BOLD run(s): %s; %d stimuli", subject.subject,
+                    subject.t1w.name, len(subject.bold), runs, len(subject.stimuli))
+    write_dataset_description(config.output_dir, config.bids_dir)
+    saved = _save_config(config)
+    LOGGER.info("Configuration saved to %s", saved)
+
+    from bidsapp.workflows.participant import init_participant_wf
+
+    workflow = init_participant_wf(config, subjects)
+    return _run_workflow(workflow, config)
+
+
+def _run_workflow(workflow, config: Config) -> int:
+    crash_dir = config.output_dir / "logs" / "crash"
+    workflow.base_dir = str(config.resolved_work_dir)
+    workflow.config["execution"].update({
+        "crashdump_dir": str(crash_dir),
+        "crashfile_format": "txt",
+        "stop_on_first_crash": config.stop_on_first_crash,
+        "remove_unnecessary_outputs": False,
+        "hash_method": "content",
+    })
+    settings = plugin_settings(config)
+    LOGGER.info("Running %s with nipype's %s plugin in %s", workflow.name, settings["plugin"],
+                workflow.base_dir)
+    try:
+        workflow.run(**settings)
+    except RuntimeError as exc:
+        raise BidsAppError(
+            f"Some workflow steps failed ({exc})", path=crash_dir,
+            fix="read the crash files there; rerun with the same --work-dir to resume",
+        ) from exc
+    return 0
+
+
+def run_group(config: Config) -> int:
+    """Group level: needs the participant level's outputs in ``output_dir``.
+
+    Parameters
+    ----------
+    config : Config
+        The options of this run.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    if not (config.output_dir / "dataset_description.json").is_file():
+        raise MissingInputError(
+            "No participant-level outputs were found in the output folder", path=config.output_dir,
+            fix="run the participant level first (same bids_dir and output_dir)",
+        )
+    subjects = sorted(p.name for p in config.output_dir.glob("sub-*") if p.is_dir())
+    if config.participant_label:
+        subjects = [s for s in subjects if s.removeprefix("sub-") in config.participant_label]
+    if len(subjects) < 2:
+        from bidsapp.errors import NothingSelected
+
+        raise NothingSelected(
+            f"The group level needs at least 2 participants with outputs; found "
+            f"{len(subjects)} ({', '.join(subjects) or 'none'})", path=config.output_dir,
+            fix="run the participant level for more participants first",
+        )
+    _prepare_dir(config.output_dir, "output folder")
+    _save_config(config)
+    from bidsapp.workflows.group import run_group_level
+
+    return run_group_level(config, subjects)

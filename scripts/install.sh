@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Install everything bidsapp needs: Debian packages, then a virtual environment `.venv`.
+#
+# The Dockerfile and .ci/run both call this one script, so a green CI run proves the
+# container's install steps too.  Idempotent: rerunning updates the existing `.venv`.
+#
+# Environment:
+#   BIDSAPP_VENV      where to create the venv (default: <repo>/.venv)
+#   BIDSAPP_NO_APT=1  skip the Debian packages (e.g. as non-root on a workstation)
+#   PYTHON            the interpreter to build the venv from (default: python3)
+#   BIDSAPP_EDITABLE=0  install the package itself non-editable (the container image)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${BIDSAPP_VENV:-$repo/.venv}"
+python="${PYTHON:-python3}"
+
+# libsndfile1: soundfile's runtime for wav/flac/ogg/mp3; nodejs/npm: the BIDS validator;
+# git: datalad-style dataset metadata read by pybids and templateflow.  Only installed when missing, so reruns stay fast.
+apt_packages=(libsndfile1 git nodejs npm)
+if [[ "${BIDSAPP_NO_APT:-0}" != 1 ]] && command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+  # node/npm may come from outside Debian (e.g. nodesource); the binaries are what we need.
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    missing=("${missing[@]/nodejs/}"); missing=("${missing[@]/npm/}")
+  fi
+  pkgs=()
+  for pkg in "${missing[@]}"; do [[ -n "$pkg" ]] && pkgs+=("$pkg"); done
+  if ((${#pkgs[@]})); then
+    echo "install.sh: apt-get install ${pkgs[*]}"
+    sudo_cmd=(); [[ "$(id -u)" != 0 ]] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+      "${pkgs[@]}"
+  fi
+fi
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  echo "install.sh: creating $venv"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install -q --upgrade pip setuptools wheel
+
+# torch first and pinned: 2.13.0 is the CPU wheel on this machine's disk; any looser spec
+# makes pip fetch a multi-GB CUDA build.
+"${pip[@]}" install -q "torch==2.13.0"
+# antspyx 0.6.3 needs numpy<2.4 and scipy<1.16; the rest co-install with those caps.
+# Editable in a checkout (developers, CI); a plain install in the container image.
+if [[ "${BIDSAPP_EDITABLE:-1}" == 1 ]]; then
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" -e "$repo[dev]"
+else
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$repo[dev]"
+fi
+
+# The BIDS validator (legacy 1.x, runs offline), kept inside the venv and linked into its bin/.
+validator="$venv/node/node_modules/.bin/bids-validator"
+if command -v npm >/dev/null 2>&1 && [[ ! -x "$validator" ]]; then
+  npm install --prefix "$venv/node" --no-audit --no-fund --silent bids-validator@1.15.0 \
+    || echo "install.sh: warning: bids-validator could not be installed; validation is skipped"
+fi
+[[ -x "$validator" ]] && ln -sf "$validator" "$venv/bin/bids-validator"
+
+# Bundled network weights: until a trained release is committed, generate the documented
+# He-initialised, fixed-seed weights (marked "untrained"); a no-op when they are present.
+"$venv/bin/python" -m bidsapp.audio.weights init-untrained "$repo/models"
+
+"$venv/bin/python" -c "import bidsapp, torch, ants, nipype, bids, nilearn; print('install.sh: ok, bidsapp', bidsapp.__version__, 'torch', torch.__version__)"
