@@ -14,7 +14,9 @@ LOGGER = logging.getLogger("bidsapp")
 #: Tools that are not an analysis level, as ``name: "module:function"``.  Each function takes
 #: its own argv and returns an exit code.  Later parts register theirs here; the positional
 #: BIDS-Apps form ``bids_dir output_dir level`` is left untouched.
-TOOLS: dict[str, str] = {}
+TOOLS: dict[str, str] = {
+    "simulate": "bidsapp.simulate.cli:main",
+}
 
 
 def setup_logging(verbose: int = 0) -> None:
