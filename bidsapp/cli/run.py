@@ -16,6 +16,7 @@ LOGGER = logging.getLogger("bidsapp")
 #: BIDS-Apps form ``bids_dir output_dir level`` is left untouched.
 TOOLS: dict[str, str] = {
     "simulate": "bidsapp.simulate.cli:main",
+    "templates": "bidsapp.templates:main",
 }
 
 
