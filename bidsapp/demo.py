@@ -31,7 +31,7 @@ def _nifti(path: Path, shape, zooms, rng) -> None:
 
 def write_tiny_dataset(root: Path, *, subjects=("01", "02"), n_runs: int = 2, tr: float = 2.0,
                        n_vols: int = 24, clips=("clip-a.wav", "clip-b.wav"),
-                       clip_seconds: float = 4.0, seed: int = 0) -> Path:
+                       clip_seconds: float = 14.0, seed: int = 0) -> Path:
     """Write a small, valid BIDS dataset of music-listening runs.
 
     Parameters
@@ -86,7 +86,7 @@ def write_tiny_dataset(root: Path, *, subjects=("01", "02"), n_runs: int = 2, tr
             _nifti(Path(f"{base}_bold.nii.gz"), (8, 8, 8, n_vols), (3.0, 3.0, 3.0, tr), rng)
             order = list(clips) if run % 2 else list(reversed(clips))
             rows = ["onset\tduration\tstim_file\ttrial_type"]
-            rows += [f"{4 + k * 20:.1f}\t{clip_seconds:.1f}\t{clip}\tmusic"
+            rows += [f"{4 + k * 22:.1f}\t{clip_seconds:.1f}\t{clip}\tmusic"
                      for k, clip in enumerate(order)]
             Path(f"{base}_events.tsv").write_text("\n".join(rows) + "\n")
     return root

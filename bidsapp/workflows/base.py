@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -139,17 +140,45 @@ def _run_workflow(workflow, config: Config) -> int:
         "remove_unnecessary_outputs": False,
         "hash_method": "content",
     })
+    # nipype's per-node chatter is for debugging; our own log says what runs.
+    workflow.config["logging"] = {
+        "workflow_level": "INFO" if config.verbose else "WARNING",
+        "interface_level": "INFO" if config.verbose else "WARNING",
+    }
     settings = plugin_settings(config)
     LOGGER.info("Running %s with nipype's %s plugin in %s", workflow.name, settings["plugin"],
                 workflow.base_dir)
+    started = time.time()
     try:
         workflow.run(**settings)
     except RuntimeError as exc:
-        raise BidsAppError(
-            f"Some workflow steps failed ({exc})", path=crash_dir,
-            fix="read the crash files there; rerun with the same --work-dir to resume",
-        ) from exc
+        raise _crash_error(crash_dir, started) from exc
     return 0
+
+
+_ERROR_LINE = re.compile(r"bidsapp\.errors\.(\w+): (.*)")
+
+
+def _crash_error(crash_dir: Path, since: float) -> BidsAppError:
+    """Turn nipype's crash files into one user-facing error.
+
+    A node that raised one of our errors (bad data found late, say) keeps its class and so
+    its exit code; anything else is reported as a failed step with its crash files.
+    """
+    from bidsapp import errors
+
+    crashes = sorted(p for p in crash_dir.glob("crash-*") if p.stat().st_mtime >= since - 1)
+    for crash in crashes:
+        for line in reversed(crash.read_text(errors="replace").splitlines()):
+            match = _ERROR_LINE.search(line)
+            cls = getattr(errors, match.group(1), None) if match else None
+            if isinstance(cls, type) and issubclass(cls, BidsAppError):
+                return cls(match.group(2))
+    names = ", ".join(c.name for c in crashes[:3]) or "none written"
+    return BidsAppError(
+        f"{len(crashes)} workflow step(s) failed (crash files: {names})", path=crash_dir,
+        fix="read the crash files; rerun with the same --work-dir to resume after fixing",
+    )
 
 
 def run_group(config: Config) -> int:

@@ -31,7 +31,7 @@ def test_valid_layout(bids_root):
     assert len(run.metadata["SliceTiming"]) == 8  # inherited from the top-level sidecar
     assert [t.stim_file for t in run.trials] == ["clip-a.wav", "clip-b.wav"]
     assert [t.stim_file for t in sub.bold[1].trials] == ["clip-b.wav", "clip-a.wav"]
-    assert run.trials[1].onset == 24.0 and run.trials[1].duration == 4.0
+    assert run.trials[1].onset == 26.0 and run.trials[1].duration == 14.0
     assert set(sub.stimuli) == {"clip-a.wav", "clip-b.wav"}
     assert all(p.is_file() for p in sub.stimuli.values())
 
@@ -134,7 +134,7 @@ def test_3d_bold(bids_root):
 
 def test_events_past_end_of_run(bids_root):
     events = bids_root / "sub-01/func/sub-01_task-music_run-1_events.tsv"
-    events.write_text(events.read_text().replace("24.0\t", "46.0\t"))
+    events.write_text(events.read_text().replace("26.0\t", "36.0\t"))
     with pytest.raises(BadDataError) as exc:
         _collect(bids_root)
     assert exc.value.exit_code == 65 and "after the end of the run" in str(exc.value)

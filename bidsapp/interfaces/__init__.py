@@ -1,0 +1,1 @@
+"""Thin nipype SimpleInterfaces that adapt files to the library functions."""
