@@ -1,0 +1,146 @@
+"""Read a simulation's ground truth back: parameters, layer map, transforms, motion.
+
+Tests, benchmarks and power analyses use these to compare what an analysis found with
+what was planted, e.g.::
+
+    from bidsapp.simulate import truth
+    info = truth.load(dataset)                      # truth_layers.json + parameters
+    native = truth.template_to_native(dataset, "01", [[-44, -22, 8]])
+    motion = truth.load_motion(dataset, "01", run=1)  # (n_volumes, 6), mm and radians
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nibabel as nb
+import numpy as np
+
+from bidsapp.errors import MissingInputError
+
+from .anatomy import TEMPLATE_SPACE
+from .transform import SubjectTransform
+from .writer import MANIFEST, TRUTH_DIR
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise MissingInputError("A ground-truth file of the simulation is missing", path=path,
+                                fix="simulate the dataset again with 'bidsapp simulate'")
+    return json.loads(path.read_text())
+
+
+def load(dataset: str | Path) -> dict[str, Any]:
+    """Return the truth sidecar (spheres, SNR, space) merged with the simulation record.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        The simulated dataset's root.
+
+    Returns
+    -------
+    dict
+        ``truth_layers.json`` with the keys of ``truth_simulation.json`` added
+        (``Parameters``, ``Seed``, ``Preset``, ``Files``, ...).
+    """
+    root = Path(dataset) / TRUTH_DIR
+    layers = _read_json(root / "truth_layers.json")
+    record = _read_json(Path(dataset) / MANIFEST)
+    return {**record, **layers}
+
+
+def load_layer_map(dataset: str | Path) -> nb.Nifti1Image:
+    """Return the truth layer map.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        The simulated dataset's root.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        ``truth_layers.nii.gz``: 0 null, ``k`` for planted layer ``k``, in
+        MNI152NLin2009aSym at the BOLD voxel size.
+    """
+    path = Path(dataset) / TRUTH_DIR / "truth_layers.nii.gz"
+    if not path.is_file():
+        raise MissingInputError("The truth layer map is missing", path=path)
+    return nb.load(path)
+
+
+def load_transform(dataset: str | Path, subject: str) -> SubjectTransform:
+    """Return a subject's template-to-native transform ``y = A @ (x + u(x))``.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        The simulated dataset's root.
+    subject : str
+        Label with or without ``sub-``.
+
+    Returns
+    -------
+    SubjectTransform
+        Its ``to_native`` and ``to_template`` methods map points (N, 3) in mm.
+    """
+    sub = f"sub-{subject.removeprefix('sub-')}"
+    folder = Path(dataset) / TRUTH_DIR / sub / "anat"
+    stem = f"{sub}_from-{TEMPLATE_SPACE}_to-T1w"
+    affine = np.asarray(_read_json(folder / f"{stem}_desc-affine_xfm.json")["TemplateToNative"])
+    warp_path = folder / f"{stem}_desc-warp_xfm.nii.gz"
+    if not warp_path.is_file():
+        raise MissingInputError("The subject's displacement field is missing", path=warp_path)
+    warp = nb.load(warp_path)
+    return SubjectTransform(affine, np.asarray(warp.dataobj, dtype=np.float32), warp.affine)
+
+
+def template_to_native(dataset: str | Path, subject: str, points) -> np.ndarray:
+    """Map template (MNI) points in mm to the subject's native space in mm.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        The simulated dataset's root.
+    subject : str
+        Label with or without ``sub-``.
+    points : array-like
+        Shape (N, 3) or (3,).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N, 3).
+    """
+    pts = np.atleast_2d(np.asarray(points, dtype=float))
+    return load_transform(dataset, subject).to_native(pts)
+
+
+def load_motion(dataset: str | Path, subject: str, run: int, task: str = "music") -> np.ndarray:
+    """Return the planted motion of one run.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        The simulated dataset's root.
+    subject : str
+        Label with or without ``sub-``.
+    run : int
+        Run number (1-based).
+    task : str, optional
+        Task label.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n_volumes, 6): ``trans_x, trans_y, trans_z`` in mm, ``rot_x, rot_y, rot_z``
+        in radians; see :mod:`bidsapp.simulate.motion` for the convention.
+    """
+    sub = f"sub-{subject.removeprefix('sub-')}"
+    path = Path(dataset) / TRUTH_DIR / sub / "func" / f"{sub}_task-{task}_run-{run}_motion.tsv"
+    if not path.is_file():
+        raise MissingInputError("The run's motion file is missing", path=path)
+    return np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)

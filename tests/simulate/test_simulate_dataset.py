@@ -1,0 +1,172 @@
+"""The tiny dataset end to end: BIDS validity, the truth against the data, determinism."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import nibabel as nb
+import numpy as np
+import pytest
+from conftest import SMALL, file_hashes
+
+from bidsapp.bids.validate import find_validator
+from bidsapp.simulate import make_params, simulate
+from bidsapp.simulate import truth as sim_truth
+from bidsapp.simulate.acquisition import slice_timing
+
+TINY = make_params("tiny")
+
+
+def test_passes_the_bids_validator(tiny_dataset):
+    exe = find_validator()
+    if exe is None:
+        pytest.skip("bids-validator is not installed")
+    proc = subprocess.run([exe, str(tiny_dataset), "--json", "--ignoreWarnings"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    report = json.loads(proc.stdout)
+    assert report["issues"]["errors"] == [], report["issues"]["errors"]
+    assert report["summary"]["subjects"] == ["01", "02"]
+
+
+def test_layout_and_metadata(tiny_dataset):
+    root = tiny_dataset
+    assert (root / "participants.tsv").read_text().split() == ["participant_id", "sub-01",
+                                                               "sub-02"]
+    assert "CC0" in (root / "README").read_text()
+    description = json.loads((root / "derivatives/truth/dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    stimuli = {p.name for p in (root / "stimuli").iterdir()}
+    assert len(stimuli) == TINY.clips
+    for sub in ("01", "02"):
+        t1w = nb.load(root / f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz")
+        assert np.allclose(t1w.header.get_zooms(), TINY.t1w_voxel_size)
+        for run in (1, 2):
+            stem = root / f"sub-{sub}/func/sub-{sub}_task-music_run-{run}"
+            meta = json.loads(stem.with_name(stem.name + "_bold.json").read_text())
+            assert meta["TaskName"] == "music" and meta["RepetitionTime"] == TINY.tr
+            np.testing.assert_allclose(meta["SliceTiming"], slice_timing(TINY.slices, TINY.tr))
+            assert meta["SliceTiming"][1] == TINY.tr / 2  # interleaved: slice 1 after evens
+            bold = nb.load(stem.with_name(stem.name + "_bold.nii.gz"))
+            assert bold.header.get_zooms() == (4.0, 4.0, 4.0, 2.0)
+            assert bold.header.get_xyzt_units() == ("mm", "sec")
+            assert bold.shape[:3] == (TINY.matrix, TINY.matrix, TINY.slices)
+            events = np.genfromtxt(stem.with_name(stem.name + "_events.tsv"), dtype=None,
+                                   names=True, delimiter="\t", encoding="utf-8")
+            assert set(events["stim_file"]) == stimuli
+            assert (events["onset"] + events["duration"]).max() <= bold.shape[3] * TINY.tr
+
+
+def test_truth_layer_map_has_the_planted_layers_at_the_centres(tiny_dataset):
+    info = sim_truth.load(tiny_dataset)
+    assert info["Space"] == "MNI152NLin2009aSym" and info["SNR"] == TINY.snr
+    layer_map = sim_truth.load_layer_map(tiny_dataset)
+    data = np.asarray(layer_map.dataobj)
+    inv = np.linalg.inv(layer_map.affine)
+    for sphere in info["Spheres"]:
+        ijk = np.round(inv[:3, :3] @ sphere["center_mni"] + inv[:3, 3]).astype(int)
+        assert data[tuple(ijk)] == sphere["layer"]
+        mask = np.asarray(nb.load(tiny_dataset / "derivatives/truth" / sphere["mask"]).dataobj)
+        assert mask.sum() == sphere["n_voxels"] == (data == sphere["layer"]).sum()
+    assert sorted(s["layer"] for s in info["Spheres"]) == sorted(TINY.layers)
+
+
+def test_motion_stays_within_the_limits(tiny_dataset):
+    for sub in ("01", "02"):
+        for run in (1, 2):
+            motion = sim_truth.load_motion(tiny_dataset, sub, run)
+            n_volumes = nb.load(tiny_dataset / f"sub-{sub}/func/sub-{sub}_task-music_run-{run}"
+                                "_bold.nii.gz").shape[3]
+            assert motion.shape == (n_volumes, 6)
+            assert np.abs(motion[:, :3]).max() <= TINY.max_motion_mm
+            assert np.abs(motion[:, 3:]).max() <= np.deg2rad(TINY.max_rotation_deg)
+            assert np.abs(motion).max() > 0
+
+
+def _design(root, sub, run, layer, n_volumes):
+    """The layer's features per TR (first 5 principal components) placed at the onsets."""
+    from bidsapp.audio import LAYER_NAMES, compute_features_many
+
+    stem = root / f"sub-{sub}/func/sub-{sub}_task-music_run-{run}"
+    events = np.genfromtxt(stem.with_name(stem.name + "_events.tsv"), dtype=None, names=True,
+                           delimiter="\t", encoding="utf-8")
+    paths = [root / "stimuli" / s for s in events["stim_file"]]
+    features = compute_features_many(paths, TINY.tr, device="cpu")
+    name = LAYER_NAMES[layer - 1]
+    stacked = np.concatenate([features[p][name] for p in paths], axis=1).T
+    _, _, components = np.linalg.svd(stacked - stacked.mean(0), full_matrices=False)
+    design = np.zeros((n_volumes, 5))
+    for path, onset in zip(paths, events["onset"], strict=True):
+        scores = features[path][name].T @ components[:5].T
+        start = int(round(onset / TINY.tr))
+        design[start:start + len(scores)] = scores
+    t = np.arange(n_volumes)
+    return np.c_[design, np.ones(n_volumes), t, t**2]
+
+
+def _r2(y, design):
+    beta = np.linalg.lstsq(design, y, rcond=None)[0]
+    residual = y - design @ beta
+    y0 = y - np.polyval(np.polyfit(np.arange(len(y)), y, 2), np.arange(len(y)))
+    return 1 - residual.var() / y0.var()
+
+
+def test_voxels_in_spheres_follow_their_layer_and_others_do_not(tiny_dataset):
+    """Truth transforms + BOLD: the sphere centre, mapped to native space, carries the layer."""
+    info = sim_truth.load(tiny_dataset)
+    bold = nb.load(tiny_dataset / "sub-01/func/sub-01_task-music_run-1_bold.nii.gz")
+    data = np.asarray(bold.dataobj, dtype=float)
+    inv = np.linalg.inv(bold.affine)
+    null_centres = [(-30.0, 40.0, 30.0), (30.0, -60.0, 50.0)]
+    for sphere in info["Spheres"]:
+        design = _design(tiny_dataset, "01", 1, sphere["layer"], data.shape[3])
+
+        def mean_r2(centre, design=design):
+            native = sim_truth.template_to_native(tiny_dataset, "01", centre)[0]
+            ijk = np.round(inv[:3, :3] @ native + inv[:3, 3]).astype(int)
+            block = data[ijk[0] - 1:ijk[0] + 2, ijk[1] - 1:ijk[1] + 2, ijk[2] - 1:ijk[2] + 2]
+            return np.mean([_r2(v, design) for v in block.reshape(-1, data.shape[3])])
+
+        inside = mean_r2(sphere["center_mni"])
+        outside = max(mean_r2(c) for c in null_centres)
+        assert inside > 0.3 and inside > outside + 0.12, (sphere, inside, outside)
+
+
+def test_same_seed_gives_identical_bytes(tiny_dataset, tmp_path):
+    again = simulate(tmp_path / "again", preset="tiny", seed=0)
+    assert file_hashes(again) == file_hashes(tiny_dataset)
+
+
+def test_other_seed_differs(small_dataset, tmp_path):
+    other = simulate(tmp_path / "seed4", preset="tiny", seed=4, **SMALL)
+    hashes, reference = file_hashes(other), file_hashes(small_dataset)
+    for rel in ("stimuli/synth-001.wav", "sub-01/anat/sub-01_T1w.nii.gz",
+                "sub-01/func/sub-01_task-music_run-1_bold.nii.gz",
+                "derivatives/truth/sub-01/func/sub-01_task-music_run-1_motion.tsv",
+                "derivatives/truth/sub-01/anat/"
+                "sub-01_from-MNI152NLin2009aSym_to-T1w_desc-affine_xfm.json"):
+        assert hashes[rel] != reference[rel], rel
+
+
+def test_rerun_into_a_simulation_replaces_it(small_dataset, tmp_path):
+    root = tmp_path / "sim"
+    shutil.copytree(small_dataset, root)
+    before = file_hashes(root)
+    simulate(root, preset="tiny", seed=3, **SMALL)
+    after = file_hashes(root)
+    assert not any("sub-02" in rel for rel in after)
+    assert not (root / "sub-02").exists() and not (root / "derivatives/truth/sub-02").exists()
+    # Random streams are keyed by subject, so sub-01 is unchanged by dropping sub-02.
+    for rel in ("sub-01/anat/sub-01_T1w.nii.gz",
+                "sub-01/func/sub-01_task-music_run-1_bold.nii.gz", "stimuli/synth-002.wav"):
+        assert after[rel] == before[rel]
+
+
+def test_overwrite_writes_into_a_foreign_folder_and_keeps_its_files(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    simulate(folder, preset="tiny", seed=3, overwrite=True, **SMALL)
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert (folder / "sub-01/func/sub-01_task-music_run-1_bold.nii.gz").is_file()
