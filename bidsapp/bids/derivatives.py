@@ -19,7 +19,7 @@ BIDS_VERSION = "1.9.0"
 PATH_PATTERNS = (
     "sub-{subject}[/ses-{session}]/{datatype<func>|func}/sub-{subject}[_ses-{session}]"
     "[_task-{task}][_acq-{acquisition}][_run-{run}][_space-{space}][_res-{resolution}]"
-    "[_desc-{desc}]_{suffix<statmap|rdm>}{extension<.nii|.nii.gz|.json|.tsv|.npy|.png|.svg>"
+    "[_desc-{desc}]_{suffix<statmap|rdm|dseg>}{extension<.nii|.nii.gz|.json|.tsv|.npy|.png|.svg>"
     "|.nii.gz}",
     *BIDS_DERIV_PATTERNS,
 )
