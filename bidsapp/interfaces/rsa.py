@@ -1,0 +1,182 @@
+"""Interfaces of the participant-level RSA: patterns, searchlight chunks, merged maps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+
+class _PreparePatternsInputSpec(BaseInterfaceInputSpec):
+    bold_files = InputMultiObject(File(exists=True), mandatory=True,
+                                  desc="template-space BOLD runs of one task")
+    mask_file = File(exists=True, mandatory=True, desc="analysis (grey-matter) mask, same grid")
+    onsets = traits.List(traits.List(traits.Float), mandatory=True, desc="per run")
+    stimuli = traits.List(traits.List(traits.Str), mandatory=True, desc="per run")
+    start_times = traits.List(traits.Float, mandatory=True, desc="per run, seconds")
+    candidate_info = File(exists=True, mandatory=True, desc="JSON from CandidateRDMs")
+    searchlight_size = traits.Int(100, usedefault=True)
+    chunk_centers = traits.Int(20000, usedefault=True, desc="centers per searchlight job")
+
+
+class _PreparePatternsOutputSpec(TraitedSpec):
+    patterns = File(exists=True, desc="T x V float32 (.npy)")
+    neighbors = File(exists=True, desc="n_centers x n int32 (.npy)")
+    chunks = traits.List(traits.Tuple(traits.Int, traits.Int), desc="[start, stop) of centers")
+
+
+class PreparePatterns(SimpleInterface):
+    """Build the study's stacked TR patterns inside the mask, and the neighbourhoods."""
+
+    input_spec = _PreparePatternsInputSpec
+    output_spec = _PreparePatternsOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+        import numpy as np
+
+        from bidsapp.rsa import neighbors
+        from bidsapp.rsa.timeseries import RunTrials, stacked_patterns
+
+        info = json.loads(Path(self.inputs.candidate_info).read_text())
+        mask_img = nb.load(self.inputs.mask_file)
+        mask = np.asanyarray(mask_img.dataobj) > 0
+        runs = []
+        for bold, onsets, stims, start in zip(self.inputs.bold_files, self.inputs.onsets,
+                                              self.inputs.stimuli, self.inputs.start_times,
+                                              strict=True):
+            img = nb.load(bold)
+            _check_grid(img, mask_img, bold, self.inputs.mask_file)
+            data = np.asanyarray(img.dataobj)[mask].T  # volumes x in-mask voxels
+            runs.append(RunTrials(data, onsets, stims, start, Path(bold).name))
+        patterns, _ = stacked_patterns(runs, info["TrialTRs"], info["RepetitionTime"],
+                                       drop_seconds=info["DropSeconds"],
+                                       order=info["StimulusOrder"])
+        cwd = Path(runtime.cwd)
+        np.save(cwd / "patterns.npy", np.ascontiguousarray(patterns.T))
+        nbrs = neighbors(mask, self.inputs.searchlight_size,
+                         affine=mask_img.affine).astype(np.int32)
+        np.save(cwd / "neighbors.npy", nbrs)
+        step = max(1, self.inputs.chunk_centers)
+        self._results.update(
+            patterns=str(cwd / "patterns.npy"), neighbors=str(cwd / "neighbors.npy"),
+            chunks=[(start, min(start + step, len(nbrs))) for start in range(0, len(nbrs), step)],
+        )
+        return runtime
+
+
+def _check_grid(img, mask_img, bold, mask_file) -> None:
+    import numpy as np
+
+    from bidsapp.errors import BadDataError
+
+    if img.shape[:3] != mask_img.shape[:3] or not np.allclose(img.affine, mask_img.affine,
+                                                              atol=1e-3):
+        raise BadDataError(
+            f"The BOLD run's grid {img.shape[:3]} does not match the mask's "
+            f"{mask_img.shape[:3]} ({mask_file})", path=bold,
+            fix="give BOLD runs and mask resampled to the same template grid",
+        )
+
+
+class _SearchlightChunkInputSpec(BaseInterfaceInputSpec):
+    patterns = File(exists=True, mandatory=True)
+    neighbors = File(exists=True, mandatory=True)
+    candidate_rdms = File(exists=True, mandatory=True)
+    chunk = traits.Tuple(traits.Int, traits.Int, mandatory=True)
+    device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
+    n_jobs = traits.Int(1, usedefault=True, desc="threads for the CPU engine")
+
+
+class _SearchlightChunkOutputSpec(TraitedSpec):
+    correlations = File(exists=True, desc="n_chunk_centers x L float32 (.npy)")
+
+
+class SearchlightChunk(SimpleInterface):
+    """Run the searchlight engine on one contiguous chunk of centers."""
+
+    input_spec = _SearchlightChunkInputSpec
+    output_spec = _SearchlightChunkOutputSpec
+
+    def _run_interface(self, runtime):
+        import numpy as np
+
+        from bidsapp.rsa import searchlight
+
+        start, stop = self.inputs.chunk
+        patterns = np.load(self.inputs.patterns, mmap_mode="r")
+        nbrs = np.load(self.inputs.neighbors, mmap_mode="r")[start:stop]
+        rdms = np.load(self.inputs.candidate_rdms)
+        result = searchlight(patterns, np.asarray(nbrs), rdms, device=self.inputs.device,
+                             n_jobs=self.inputs.n_jobs)
+        out = Path(runtime.cwd) / f"correlations_{start:07d}.npy"
+        np.save(out, result)
+        self._results["correlations"] = str(out)
+        return runtime
+
+
+class _MergeMapsInputSpec(BaseInterfaceInputSpec):
+    correlations = InputMultiObject(File(exists=True), mandatory=True, desc="chunks, in order")
+    mask_file = File(exists=True, mandatory=True)
+    candidate_info = File(exists=True, mandatory=True)
+    searchlight_size = traits.Int(100, usedefault=True)
+
+
+class _MergeMapsOutputSpec(TraitedSpec):
+    layer_maps = OutputMultiObject(File(exists=True), desc="one r map per layer")
+    layer_descs = traits.List(traits.Str, desc="desc entity of each layer map")
+    layer_meta = traits.List(traits.Dict, desc="sidecar of each layer map")
+    maxcorr_map = File(exists=True, desc="maximum r over layers")
+    bestlayer_map = File(exists=True, desc="1-based index of the layer with maximum r")
+    bestlayer_tsv = File(exists=True, desc="dseg lookup table")
+    meta = traits.Dict(desc="common sidecar: parameters and weights")
+
+
+class MergeMaps(SimpleInterface):
+    """Put the chunks' correlations back on the mask's grid, one map per layer."""
+
+    input_spec = _MergeMapsInputSpec
+    output_spec = _MergeMapsOutputSpec
+
+    def _run_interface(self, runtime):
+        import nibabel as nb
+        import numpy as np
+
+        from bidsapp.rsa.maps import best_layer, layer_lookup_tsv, to_volume
+
+        info = json.loads(Path(self.inputs.candidate_info).read_text())
+        mask_img = nb.load(self.inputs.mask_file)
+        mask = np.asanyarray(mask_img.dataobj) > 0
+        values = np.concatenate([np.load(f) for f in self.inputs.correlations], axis=0)
+        cwd = Path(runtime.cwd)
+        meta = {"SearchlightSize": self.inputs.searchlight_size,
+                "NumberOfTRs": info["NumberOfTRs"], "StimulusOrder": info["StimulusOrder"],
+                "DropSeconds": info["DropSeconds"], "WeightsSHA256": info["WeightsSHA256"],
+                "WeightsStatus": info["WeightsStatus"],
+                "Statistic": "Spearman r between target and candidate RDM upper triangles"}
+        maps, descs, metas = [], [], []
+        for k, layer in enumerate(info["Layers"]):
+            path = cwd / f"layer{k + 1:02d}_r.nii.gz"
+            to_volume(values[:, k], mask, mask_img).to_filename(path)
+            maps.append(str(path))
+            descs.append(f"layer{k + 1:02d}")
+            metas.append({**meta, "Layer": layer, "LayerIndex": k + 1})
+        max_r, best = best_layer(values)
+        to_volume(max_r, mask, mask_img).to_filename(cwd / "maxcorr_r.nii.gz")
+        to_volume(best, mask, mask_img, dtype=np.int16).to_filename(cwd / "bestlayer.nii.gz")
+        (cwd / "bestlayer.tsv").write_text(layer_lookup_tsv(info["Layers"]))
+        self._results.update(
+            layer_maps=maps, layer_descs=descs, layer_meta=metas,
+            maxcorr_map=str(cwd / "maxcorr_r.nii.gz"), bestlayer_map=str(cwd / "bestlayer.nii.gz"),
+            bestlayer_tsv=str(cwd / "bestlayer.tsv"), meta=meta,
+        )
+        return runtime

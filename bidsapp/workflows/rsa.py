@@ -1,0 +1,115 @@
+"""The participant-level searchlight RSA workflow for one task."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bidsapp.bids.collect import BoldRun
+from bidsapp.config import Config
+
+
+def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
+                chunk_centers: int = 20000, name: str = "rsa_wf") -> pe.Workflow:
+    """Build the searchlight RSA of one participant's task against the network's layers.
+
+    Parameters
+    ----------
+    config : Config
+        Searchlight size, device, output folder.
+    runs : list of BoldRun
+        The task's runs, in the order their preprocessed files arrive on the inputnode.
+    space_entities : dict
+        Entities of the output grid, e.g. ``{"space": "MNI152NLin2009cAsym",
+        "resolution": "2p4"}``.
+    chunk_centers : int
+        Searchlight centers per job; fixed sizes keep chunk boundaries, and so the cached
+        results of a rerun, independent of the number of processes.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    bold_files
+        Template-space preprocessed BOLD runs (same order as ``runs``).
+    mask_file
+        Template-space grey-matter mask on the same grid.
+    start_times
+        Per run, the time within the TR each volume represents (``StartTime``).
+    candidate_rdms, candidate_info
+        From :class:`bidsapp.interfaces.features.CandidateRDMs`.
+
+    Outputs
+    -------
+    layer_maps
+        One Spearman r map per layer.
+    maxcorr_map, bestlayer_map
+        Maximum r over layers and the winning layer.
+    """
+    from bidsapp.bids.derivatives import DerivativesDataSink
+    from bidsapp.interfaces.rsa import MergeMaps, PreparePatterns, SearchlightChunk
+
+    workflow = pe.Workflow(name=name)
+    workflow.__desc__ = (
+        "Within the grey-matter mask, each run's voxel time courses were linearly detrended "
+        "and z-scored; repetitions of each stimulus were averaged over runs, the first "
+        f"{config.drop_seconds:g} s of each trial were dropped and the trials were stacked. "
+        f"For each voxel, the {config.searchlight_size} nearest in-mask voxels formed a "
+        "searchlight whose target RDM was 1 - Spearman correlation between TR patterns; the "
+        "map value was the Spearman correlation between the upper triangles of the target "
+        "RDM and of each layer's candidate RDM."
+    )
+    inputnode = pe.Node(niu.IdentityInterface(
+        fields=["bold_files", "mask_file", "start_times", "candidate_rdms", "candidate_info"]),
+        name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=["layer_maps", "maxcorr_map", "bestlayer_map"]), name="outputnode")
+
+    prepare = pe.Node(PreparePatterns(
+        onsets=[[t.onset for t in run.trials] for run in runs],
+        stimuli=[[t.stim_file for t in run.trials] for run in runs],
+        searchlight_size=config.searchlight_size, chunk_centers=chunk_centers),
+        name="prepare_patterns", mem_gb=4)
+    chunk = pe.MapNode(SearchlightChunk(device=config.device,
+                                        n_jobs=config.omp_nthreads or 1),
+                       iterfield=["chunk"], name="searchlight", mem_gb=2,
+                       n_procs=config.omp_nthreads or 1)
+    merge = pe.Node(MergeMaps(searchlight_size=config.searchlight_size), name="merge_maps")
+
+    source = str(runs[0].path)
+    base = {"base_directory": str(config.output_dir), "source_file": source,
+            "dismiss_entities": ("run", "echo"), **space_entities}
+    nifti = {**base, "compress": True}
+    ds_layers = pe.MapNode(DerivativesDataSink(suffix="statmap", allowed_entities=("stat",),
+                                               stat="r", **nifti),
+                           iterfield=["in_file", "desc", "meta_dict"], name="ds_layer_maps",
+                           run_without_submitting=True)
+    ds_max = pe.Node(DerivativesDataSink(suffix="statmap", allowed_entities=("stat",),
+                                         stat="r", desc="maxcorr", **nifti),
+                     name="ds_maxcorr", run_without_submitting=True)
+    ds_best = pe.Node(DerivativesDataSink(suffix="dseg", desc="bestlayer", **nifti),
+                      name="ds_bestlayer", run_without_submitting=True)
+    ds_best_tsv = pe.Node(DerivativesDataSink(suffix="dseg", desc="bestlayer", **base),
+                          name="ds_bestlayer_tsv", run_without_submitting=True)
+    ds_mask = pe.Node(DerivativesDataSink(suffix="mask", desc="searchlight", **nifti),
+                      name="ds_mask", run_without_submitting=True)
+
+    workflow.connect([
+        (inputnode, prepare, [("bold_files", "bold_files"), ("mask_file", "mask_file"),
+                              ("start_times", "start_times"),
+                              ("candidate_info", "candidate_info")]),
+        (prepare, chunk, [("patterns", "patterns"), ("neighbors", "neighbors"),
+                          ("chunks", "chunk")]),
+        (inputnode, chunk, [("candidate_rdms", "candidate_rdms")]),
+        (chunk, merge, [("correlations", "correlations")]),
+        (inputnode, merge, [("mask_file", "mask_file"), ("candidate_info", "candidate_info")]),
+        (merge, ds_layers, [("layer_maps", "in_file"), ("layer_descs", "desc"),
+                            ("layer_meta", "meta_dict")]),
+        (merge, ds_max, [("maxcorr_map", "in_file"), ("meta", "meta_dict")]),
+        (merge, ds_best, [("bestlayer_map", "in_file")]),
+        (merge, ds_best_tsv, [("bestlayer_tsv", "in_file")]),
+        (inputnode, ds_mask, [("mask_file", "in_file")]),
+        (merge, outputnode, [("layer_maps", "layer_maps"), ("maxcorr_map", "maxcorr_map"),
+                             ("bestlayer_map", "bestlayer_map")]),
+    ])
+    return workflow

@@ -1,0 +1,58 @@
+"""The participant RSA workflow on template-space data, from patterns to named maps."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nb
+import numpy as np
+
+from bidsapp.bids import collect_participants, open_layout
+from bidsapp.cli.parser import parse_args
+
+
+def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
+    from bidsapp.interfaces.features import CandidateRDMs
+    from bidsapp.workflows.rsa import init_rsa_wf
+
+    out = tmp_path / "out"
+    config = parse_args([str(bids_root), str(out), "participant", "--participant-label", "01",
+                         "--searchlight-size", "27", "--device", "cpu"])
+    subject = collect_participants(open_layout(bids_root), config)[0]
+    rdms = CandidateRDMs(stimuli={k: str(v) for k, v in subject.stimuli.items()},
+                         repetition_time=2.0, cache_dir=str(out / "features"), device="cpu")
+    rdms_result = rdms.run(cwd=str(tmp_path))
+    # The raw runs stand in for template-space data: same grid for every run and the mask.
+    first = nb.load(subject.bold[0].path)
+    mask = tmp_path / "mask.nii.gz"
+    nb.Nifti1Image(np.ones(first.shape[:3], np.uint8), first.affine).to_filename(mask)
+
+    wf = init_rsa_wf(config=config, runs=list(subject.bold),
+                     space_entities={"space": "MNI152NLin2009aSym"}, chunk_centers=200)
+    wf.base_dir = str(tmp_path / "work")
+    wf.config["execution"]["crashdump_dir"] = str(tmp_path / "crash")
+    wf.inputs.inputnode.bold_files = [str(r.path) for r in subject.bold]
+    wf.inputs.inputnode.mask_file = str(mask)
+    wf.inputs.inputnode.start_times = [1.0, 1.0]
+    wf.inputs.inputnode.candidate_rdms = rdms_result.outputs.candidate_rdms
+    wf.inputs.inputnode.candidate_info = rdms_result.outputs.info
+    wf.run(plugin="Linear")
+
+    func = out / "sub-01" / "func"
+    prefix = "sub-01_task-music_space-MNI152NLin2009aSym"
+    layers = sorted(func.glob(f"{prefix}_desc-layer*_stat-r_statmap.nii.gz"))
+    assert [p.name.split("desc-")[1][:7] for p in layers] == [f"layer{k:02d}"
+                                                               for k in range(1, 11)]
+    meta = json.loads((func / f"{prefix}_desc-layer03_stat-r_statmap.json").read_text())
+    assert meta["Layer"] == "conv2_2" and meta["LayerIndex"] == 3
+    assert meta["WeightsStatus"] == "untrained" and meta["SearchlightSize"] == 27
+    r = np.stack([np.asanyarray(nb.load(p).dataobj) for p in layers], axis=-1)
+    assert r.shape == (8, 8, 8, 10)
+    assert np.nanmax(np.abs(r)) <= 1.0 and np.isfinite(r).mean() > 0.9
+    best = np.asanyarray(nb.load(func / f"{prefix}_desc-bestlayer_dseg.nii.gz").dataobj)
+    maxr = np.asanyarray(nb.load(func / f"{prefix}_desc-maxcorr_stat-r_statmap.nii.gz").dataobj)
+    finite = np.isfinite(maxr)
+    np.testing.assert_allclose(maxr[finite], np.nanmax(r, axis=-1)[finite])
+    np.testing.assert_array_equal(best[finite], np.nanargmax(r, axis=-1)[finite] + 1)
+    lookup = (func / f"{prefix}_desc-bestlayer_dseg.tsv").read_text().splitlines()
+    assert lookup[0] == "index\tname" and lookup[1] == "1\tconv1" and len(lookup) == 11
