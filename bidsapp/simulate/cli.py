@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "write --center=-44,-22,8 when X is negative")
     signal.add_argument("--radius", metavar="MM", dest="radius_mm", type=_number(float),
                         help="sphere radius in mm")
+    signal.add_argument("--signal-model", choices=("geometry", "mixture"),
+                        help="geometry (default): voxel patterns carry the layer's RDM as "
+                        "the analysis measures it; mixture: random mixtures of its units")
     signal.add_argument("--ar-coefficient", metavar="F", type=_number(float, 0),
                         help="lag-one autocorrelation of the noise")
     signal.add_argument("--drift-percent", metavar="P", type=_number(float, 0),

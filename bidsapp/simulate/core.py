@@ -24,6 +24,7 @@ from .anatomy import (
     template_grid,
 )
 from .bold import bold_geometry, native_epi, scanner_properties, simulate_run
+from .geometry import balance_outside, geometry_responses
 from .grid import Grid
 from .motion import MOTION_COLUMNS, random_motion
 from .presets import SimulationParams, make_params
@@ -198,8 +199,7 @@ def _simulate_subject(root: Path, label: str, seed: int, params: SimulationParam
     scanner = scanner_properties(rng_for(seed, sub, "scanner"), epi, geometry,
                                  bias_percent=params.bias_percent,
                                  drift_percent=params.drift_percent, tsnr=params.tsnr)
-    responses = voxel_responses(planted, spheres, features, layer_names, params.clip_seconds,
-                                lambda index: rng_for(seed, sub, "mixing", index))
+    responses = _responses(seed, sub, params, planted, spheres, features, layer_names)
     group_times, _ = geometry.groups
     for run in range(1, params.runs + 1):
         tic = time.monotonic()
@@ -211,6 +211,8 @@ def _simulate_subject(root: Path, label: str, seed: int, params: SimulationParam
         times = (np.arange(schedule.n_volumes)[:, None] * params.tr + group_times[None, :])
         signal = sample_timeline(responses, schedule, times.ravel()).reshape(
             planted.n, schedule.n_volumes, len(group_times))
+        if params.signal_model == "geometry":
+            signal = _balance(signal, schedule, times)
         data = simulate_run(rng_for(seed, sub, "noise", run), epi, geometry, scanner, motion,
                             signal, tr=params.tr, amplitude=params.snr * scanner.sigma,
                             ar_coefficient=params.ar_coefficient,
@@ -219,6 +221,32 @@ def _simulate_subject(root: Path, label: str, seed: int, params: SimulationParam
         LOGGER.info("simulate: %s run-%d: %d volumes (%.1f s)", sub, run, schedule.n_volumes,
                     time.monotonic() - tic)
     return written
+
+
+def _responses(seed: int, sub: str, params: SimulationParams, planted, spheres: list[Sphere],
+               features, layer_names) -> list[np.ndarray]:
+    if params.signal_model == "mixture":
+        return voxel_responses(planted, spheres, features, layer_names, params.clip_seconds,
+                               lambda index: rng_for(seed, sub, "mixing", index))
+    # The expected share of a run spent in clips sets how much variance the balancing
+    # values outside the clips add; the runs' random gaps make it differ slightly per run.
+    run_seconds = (params.lead_in_seconds + params.rest_seconds + params.clips
+                   * (params.clip_seconds + float(np.mean(params.gap_seconds))))
+    inside = params.clips * params.clip_seconds / run_seconds
+    return geometry_responses(planted, spheres, features, layer_names, params.clip_seconds,
+                              lambda index: rng_for(seed, sub, "geometry", index), inside)
+
+
+def _balance(signal: np.ndarray, schedule, times: np.ndarray) -> np.ndarray:
+    """Zero the mean and linear trend of every voxel and slice time (see balance_outside)."""
+    onsets = np.asarray(schedule.onsets)[:, None, None]
+    rel = times[None] - onsets
+    inside = np.any((rel >= 0) & (rel < schedule.clip_seconds), axis=0)
+    out = np.empty_like(signal)
+    for group in range(times.shape[1]):
+        out[:, :, group] = balance_outside(signal[:, :, group], inside[:, group],
+                                           times[:, group])
+    return out
 
 
 def _write_transform(folder: Path, sub: str, transform) -> list[Path]:

@@ -24,6 +24,9 @@ MIN_CLIP_SECONDS = 3.136
 DEFAULT_CENTERS = ((-44.0, -22.0, 8.0), (48.0, -20.0, 6.0), (10.0, -86.0, 4.0))
 """Sphere centres in MNI mm: left STG, right STG, right calcarine/occipital cortex."""
 
+SIGNAL_MODELS = ("geometry", "mixture")
+"""How spheres carry their layer: its RSA geometry (default) or random unit mixtures."""
+
 DEFAULT_LAYERS = (3, 7, 10)
 """The layer planted in each default sphere (conv2_2, conv4_2, fc)."""
 
@@ -54,6 +57,7 @@ class SimulationParams:
     layers: tuple[int, ...] = DEFAULT_LAYERS
     centers: tuple[tuple[float, float, float], ...] = DEFAULT_CENTERS
     radius_mm: float = 10.0
+    signal_model: str = "geometry"
     max_motion_mm: float = 2.0
     max_rotation_deg: float = 2.0
     max_warp_mm: float = 4.0
@@ -213,6 +217,8 @@ def validate(params: SimulationParams) -> None:
            "--head-scale must be in [0, 0.3) and --dropout in [0, 1]", "use smaller values")
     _check(len(p.gap_seconds) == 2 and 0 <= p.gap_seconds[0] <= p.gap_seconds[1],
            f"Invalid gap between trials {p.gap_seconds}", "give MIN MAX seconds, MIN <= MAX")
+    _check(p.signal_model in SIGNAL_MODELS, f"Unknown signal model {p.signal_model!r}",
+           "use " + " or ".join(SIGNAL_MODELS))
     _check(p.dtype in ("int16", "float32"), f"Unknown data type {p.dtype!r}",
            "use int16 or float32")
     _check(p.device in ("auto", "cpu", "cuda"), f"Unknown device {p.device!r}",

@@ -1,5 +1,7 @@
-"""The planted signal: spheres in MNI space, each voxel a random mixture of one layer's features.
+"""The planted signal: spheres in MNI space, and the ``mixture`` signal model.
 
+The default ``geometry`` model is in :mod:`bidsapp.simulate.geometry`; this module holds
+the spheres, the sampling of responses in time and space, and the ``mixture`` model:
 For a sphere carrying layer ``k`` with ``U`` units, truth-grid voxel ``v`` gets weights
 ``w_v = g - mean(g)``, ``g ~ N(0, I_U)``: a random linear mixture of the units whose weights
 sum to zero, so the voxel follows the layer's pattern across units and not its overall

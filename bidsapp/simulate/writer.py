@@ -299,9 +299,12 @@ Planted signal
 --------------
 Spheres of radius {params['radius_mm']} mm at MNI {params['centers']} carry layers
 {params['layers']} (1 = conv1 ... 10 = fc) of the study's 1D ResNet-18, weights
-{weights.get('name')} (status: {weights.get('status')}).  Each voxel in a sphere is a random
-linear mixture of that layer's HRF-convolved features for the clips played, with SNR
-{params['snr']} (signal sd over noise sd).  See bidsapp's docs/simulate.md.
+{weights.get('name')} (status: {weights.get('status')}), signal model
+'{params.get('signal_model', 'mixture')}': 'geometry' plants voxel patterns whose correlations
+follow the layer's representational geometry (the Spearman correlations of its HRF-convolved
+features between time points, as bidsapp measures them), 'mixture' makes each voxel a random
+linear mixture of the layer's features.  SNR {params['snr']} (signal sd over noise sd).  See
+bidsapp's docs/simulate.md.
 
 Licence
 -------

@@ -97,12 +97,16 @@ def _design(root, sub, run, layer, n_volumes):
     stacked = np.concatenate([features[p][name] for p in paths], axis=1).T
     _, _, components = np.linalg.svd(stacked - stacked.mean(0), full_matrices=False)
     design = np.zeros((n_volumes, 5))
+    outside = np.ones(n_volumes)
     for path, onset in zip(paths, events["onset"], strict=True):
         scores = features[path][name].T @ components[:5].T
         start = int(round(onset / TINY.tr))
         design[start:start + len(scores)] = scores
+        outside[start:start + len(scores)] = 0
     t = np.arange(n_volumes)
-    return np.c_[design, np.ones(n_volumes), t, t**2]
+    # The geometry model fills the time outside the clips with a + b t per voxel (the
+    # balancing that leaves nothing for the analysis's detrending to remove).
+    return np.c_[design, np.ones(n_volumes), t, t**2, outside, outside * t]
 
 
 def _r2(y, design):
