@@ -1,0 +1,145 @@
+"""Reportlets of preprocessing: SVG figures the participant report embeds.
+
+The registration overlays are niworkflows' ``SimpleBeforeAfterRPT`` (re-exported here);
+the motion plot and the carpet plot draw with niworkflows' plotting functions.  None of
+them needs an external command-line tool: the SVGs are compressed only when ``svgo`` and
+``cwebp`` happen to be installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+from niworkflows.interfaces.reportlets.registration import SimpleBeforeAfterRPT
+
+__all__ = ["CarpetPlot", "MotionPlot", "SimpleBeforeAfterRPT", "registration_overlay"]
+
+FD_THRESHOLD_MM = 0.5
+"""Framewise displacement marked in the plots (Power et al., 2012)."""
+
+
+def registration_overlay(*, after: str | None = None, after_label: str = "reference",
+                         before_label: str = "moving", contour: str | None = None,
+                         name: str = "overlay"):
+    """Return a node drawing the flicker overlay of a registration (before/after).
+
+    Parameters
+    ----------
+    after : str, optional
+        The fixed image (template or T1w); may also be connected.
+    after_label, before_label : str, optional
+        Labels shown on the two frames.
+    contour : str, optional
+        A mask whose outline is drawn on both frames.
+    name : str, optional
+        Node name.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Node
+        Connect ``before`` (the moving image resampled into the fixed space); its
+        ``out_report`` is the SVG.
+    """
+    from nipype.pipeline import engine as pe
+
+    node = pe.Node(SimpleBeforeAfterRPT(after_label=after_label, before_label=before_label),
+                   name=name, mem_gb=1.0)
+    node.interface.generate_report = True
+    if after is not None:
+        node.inputs.after = after
+    if contour is not None:
+        node.inputs.wm_seg = contour
+    return node
+
+
+class _MotionPlotInputSpec(BaseInterfaceInputSpec):
+    confounds_file = File(exists=True, mandatory=True, desc="desc-confounds_timeseries.tsv")
+    repetition_time = traits.Float(mandatory=True, desc="TR in seconds")
+
+
+class _PlotOutputSpec(TraitedSpec):
+    out_report = File(exists=True, desc="the SVG figure")
+
+
+class MotionPlot(SimpleInterface):
+    """Translations, rotations and framewise displacement of one run, as SVG."""
+
+    input_spec = _MotionPlotInputSpec
+    output_spec = _PlotOutputSpec
+
+    def _run_interface(self, runtime):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+        import pandas as pd
+        from matplotlib import gridspec
+        from niworkflows.viz.plots import confoundplot
+
+        table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values="n/a")
+        tr = self.inputs.repetition_time
+        figure = plt.figure(figsize=(12, 6))
+        grid = gridspec.GridSpec(3, 1, hspace=0.3)
+        rows = [("trans_", "translation (mm)", 1.0),
+                ("rot_", "rotation (deg)", 180.0 / np.pi)]
+        for row, (prefix, title, scale) in enumerate(rows):
+            ax = figure.add_subplot(grid[row])
+            time = np.arange(len(table)) * tr
+            for axis in "xyz":
+                ax.plot(time, table[f"{prefix}{axis}"] * scale, label=axis, lw=0.8)
+            ax.set_ylabel(title)
+            ax.legend(loc="upper right", ncol=3, fontsize="small")
+            ax.set_xlim(0, max(time[-1], tr))
+            ax.tick_params(labelbottom=False)
+        fd = table["framewise_displacement"].fillna(0.0).to_numpy()
+        confoundplot(fd, grid[2], tr=tr, name="FD", units="mm", cutoff=[FD_THRESHOLD_MM],
+                     hide_x=False)
+        out = Path(runtime.cwd) / "motion.svg"
+        figure.savefig(out, bbox_inches="tight", format="svg")
+        plt.close(figure)
+        self._results["out_report"] = str(out)
+        return runtime
+
+
+class _CarpetPlotInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="preprocessed BOLD in template space")
+    dseg = File(exists=True, mandatory=True, desc="1 grey matter, 3 other brain")
+    confounds_file = File(exists=True, mandatory=True, desc="desc-confounds_timeseries.tsv")
+    repetition_time = traits.Float(mandatory=True, desc="TR in seconds")
+
+
+class CarpetPlot(SimpleInterface):
+    """The carpet plot (Power, 2017) of the preprocessed run, with FD above it, as SVG."""
+
+    input_spec = _CarpetPlotInputSpec
+    output_spec = _PlotOutputSpec
+
+    def _run_interface(self, runtime):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import pandas as pd
+        from niworkflows.utils.timeseries import _nifti_timeseries
+        from niworkflows.viz.plots import fMRIPlot
+
+        table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values="n/a")
+        confounds = pd.DataFrame({"FD": table["framewise_displacement"].fillna(0.0)})
+        data, segments = _nifti_timeseries(self.inputs.in_file, self.inputs.dseg,
+                                           labels=("grey matter", "", "other brain"))
+        figure = plt.figure(figsize=(12, 7))
+        fMRIPlot(data, segments, confounds=confounds, tr=self.inputs.repetition_time,
+                 units={"FD": "mm"}, vlines={"FD": [FD_THRESHOLD_MM]}).plot(figure=figure)
+        out = Path(runtime.cwd) / "carpetplot.svg"
+        figure.savefig(out, bbox_inches="tight", format="svg")
+        plt.close(figure)
+        self._results["out_report"] = str(out)
+        return runtime

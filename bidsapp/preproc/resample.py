@@ -1,0 +1,254 @@
+"""One-shot resampling of BOLD volumes from native space to the template grid.
+
+For every voxel of the output grid (template space, ``output_res`` mm), the nonlinear
+template-to-T1w mapping is evaluated once with ``antsApplyTransforms`` (composed into a
+displacement field); per volume, the coregistration and that volume's head motion are
+composed with it as 4 x 4 matrices, giving the voxel's position in the native BOLD volume,
+which is then interpolated (cubic B-spline by default).  Each BOLD value is therefore
+interpolated once, from the slice-timing corrected native series to the template.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ._ants import LPS, ants_environment, to_ants
+
+LOGGER = logging.getLogger("bidsapp.preproc")
+
+
+def resolution_label(resolution: float) -> str:
+    """Return the BIDS ``res`` label of a voxel size: its millimetres, ``p`` for the point.
+
+    Parameters
+    ----------
+    resolution : float
+        Voxel size in mm.
+
+    Returns
+    -------
+    str
+        ``2.4 -> '2p4'``, ``2 -> '2'``, ``1.5 -> '1p5'`` (alphanumeric, as BIDS labels
+        must be).
+    """
+    text = f"{float(resolution):.3f}".rstrip("0").rstrip(".")
+    return text.replace(".", "p")
+
+
+def grid_affine_shape(template, resolution: float) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Return the affine and shape of the template's box sampled at ``resolution`` mm.
+
+    The grid keeps the template's first voxel centre and axes and holds as many voxels as
+    fit in its extent, so every resolution shares one origin with the 1 mm template (and
+    with the simulator's truth maps).
+
+    Parameters
+    ----------
+    template : nibabel.spatialimages.SpatialImage
+        The 1 mm template image.
+    resolution : float
+        Output voxel size in mm.
+
+    Returns
+    -------
+    tuple
+        The 4 x 4 affine and the 3D shape.
+    """
+    affine = np.asarray(template.affine, dtype=float)
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    shape = tuple(int(np.floor((n - 1) * z / resolution + 1e-6)) + 1
+                  for n, z in zip(template.shape[:3], zooms, strict=True))
+    out = affine.copy()
+    out[:3, :3] = affine[:3, :3] / zooms * resolution
+    return out, shape
+
+
+def resample_to_grid(img, affine: np.ndarray, shape: tuple[int, ...], order: int = 1):
+    """Resample a 3D image onto a grid of the same space (trilinear by default).
+
+    Parameters
+    ----------
+    img : nibabel.spatialimages.SpatialImage
+        The source image (e.g. a 1 mm template map).
+    affine : numpy.ndarray
+        Voxel-to-world affine of the grid.
+    shape : tuple of int
+        Its 3D shape.
+    order : int, optional
+        Spline order (0 nearest, 1 trilinear).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32 image on the grid, sform/qform code 4 (template space); 0 outside ``img``.
+    """
+    import nibabel as nb
+    from scipy.ndimage import map_coordinates
+
+    shape = tuple(int(s) for s in shape[:3])
+    ijk = np.indices(shape, dtype=float).reshape(3, -1)
+    to_source = np.linalg.inv(img.affine) @ affine
+    coords = to_source[:3, :3] @ ijk + to_source[:3, 3:4]
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    values = map_coordinates(data, coords, order=order, mode="constant", cval=0.0)
+    out = nb.Nifti1Image(values.reshape(shape).astype(np.float32), affine)
+    out.header.set_xyzt_units("mm")
+    out.set_qform(affine, 4)
+    out.set_sform(affine, 4)
+    return out
+
+
+def template_grid(template, resolution: float):
+    """Return the template resampled (trilinear) onto its ``resolution`` mm grid.
+
+    Parameters
+    ----------
+    template : nibabel.Nifti1Image
+        The 1 mm template (T1w, mask or probability map).
+    resolution : float
+        Output voxel size in mm.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32 image on the grid of :func:`grid_affine_shape`, sform/qform code 4.
+    """
+    affine, shape = grid_affine_shape(template, resolution)
+    return resample_to_grid(template, affine, shape)
+
+
+def template_to_t1w_points(grid, t1w, transform: str | Path, *,
+                           n_threads: int | None = None) -> np.ndarray:
+    """Map every voxel centre of a template grid to T1w space (mm, RAS+).
+
+    Parameters
+    ----------
+    grid : nibabel.Nifti1Image
+        The output grid (see :func:`template_grid`).
+    t1w : nibabel.Nifti1Image
+        The T1w image (its geometry only).
+    transform : str or Path
+        ``from-T1w_to-<tpl>_mode-image`` transform (ANTs composite ``.h5`` or warp).
+    n_threads : int, optional
+        ITK threads.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (*grid.shape, 3): T1w-space coordinates of each grid voxel.
+    """
+    import ants
+    import nibabel as nb
+
+    with ants_environment(n_threads), tempfile.TemporaryDirectory() as tmp:
+        field_file = ants.apply_transforms(
+            to_ants(grid), to_ants(t1w, np.zeros(t1w.shape[:3], np.float32)),
+            [str(transform)], whichtoinvert=[False], compose=str(Path(tmp) / "tpl2t1w_"))
+        if field_file is None:
+            raise RuntimeError(f"antsApplyTransforms could not compose {transform}")
+        # A displacement field: LPS vectors from each grid point to its T1w point.
+        displacement = np.asarray(nb.load(field_file).dataobj, dtype=float)
+    displacement = displacement.reshape(*grid.shape[:3], 3)
+    ijk = np.indices(grid.shape[:3], dtype=float).transpose(1, 2, 3, 0)
+    points = ijk @ grid.affine[:3, :3].T + grid.affine[:3, 3]
+    return points + displacement * np.diag(LPS)[:3]
+
+
+def _create_nifti(path: Path, shape: tuple[int, ...], affine: np.ndarray, tr: float):
+    """Write an empty float32 NIfTI and return a writable memmap of its data."""
+    import nibabel as nb
+
+    header = nb.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.float32)
+    header.set_qform(affine, 4)
+    header.set_sform(affine, 4)
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    header.set_zooms((*zooms, tr))
+    header.set_xyzt_units("mm", "sec")
+    header.set_slope_inter(1.0, 0.0)
+    offset = 352
+    header.set_data_offset(offset)
+    with path.open("wb") as f:
+        header.write_to(f)
+        f.write(b"\0" * (offset - f.tell()))
+    return np.memmap(path, dtype=np.float32, mode="r+", offset=offset, shape=shape, order="F")
+
+
+def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: np.ndarray,
+                              t1w_points: np.ndarray, grid, out_file: str | Path, *,
+                              tr: float, mask: np.ndarray | None = None,
+                              order: int = 3) -> tuple[Path, np.ndarray]:
+    """Resample a native BOLD series onto the template grid in one interpolation.
+
+    Parameters
+    ----------
+    bold : nibabel.Nifti1Image
+        The slice-timing corrected series in native space (an uncompressed NIfTI keeps
+        memory low: volumes are read one at a time).
+    motion_matrices : numpy.ndarray
+        Shape (n, 4, 4): reference point to volume point (see :mod:`.motion`).
+    coreg_matrix : numpy.ndarray
+        4 x 4: T1w point to reference point (see :func:`.coregister_bold_to_t1w`).
+    t1w_points : numpy.ndarray
+        Shape (*grid.shape, 3) from :func:`template_to_t1w_points`.
+    grid : nibabel.Nifti1Image
+        The output grid.
+    out_file : str or Path
+        The output ``.nii.gz`` (or ``.nii``).
+    tr : float
+        Repetition time, written in the header.
+    mask : numpy.ndarray, optional
+        Boolean grid mask of the voxels to compute (others are 0); all by default.
+    order : int, optional
+        Spline order: 3 (cubic B-spline, default) or 1 (trilinear).
+
+    Returns
+    -------
+    tuple
+        The output path, and the boolean coverage mask: grid voxels that fell inside the
+        BOLD field of view in every volume.
+    """
+    import nibabel as nb
+    from scipy.ndimage import map_coordinates, spline_filter
+
+    out_file = Path(out_file)
+    shape = tuple(grid.shape[:3])
+    n_volumes = bold.shape[3]
+    if mask is None:
+        mask = np.ones(shape, dtype=bool)
+    points = t1w_points[mask].T  # (3, N)
+    covered = np.ones(points.shape[1], dtype=bool)
+    to_voxels = np.linalg.inv(bold.affine)
+    bounds = np.asarray(bold.shape[:3], dtype=float)[:, None]
+    with tempfile.TemporaryDirectory(dir=out_file.parent) as tmp:
+        raw = Path(tmp) / "resampled.nii"
+        data = _create_nifti(raw, (*shape, n_volumes), grid.affine, tr)
+        volume_out = np.zeros(shape, dtype=np.float32)
+        for k in range(n_volumes):
+            volume = np.asarray(bold.dataobj[..., k], dtype=np.float32)
+            matrix = to_voxels @ motion_matrices[k] @ coreg_matrix
+            coords = matrix[:3, :3] @ points + matrix[:3, 3:4]
+            inside = np.all((coords > -0.5) & (coords < bounds - 0.5), axis=0)
+            covered &= inside
+            if order > 1:
+                volume = spline_filter(volume, order=order, mode="nearest",
+                                       output=np.float32)
+            values = map_coordinates(volume, coords, order=order, mode="nearest",
+                                     prefilter=False)
+            volume_out[mask] = np.where(inside, values, 0.0)
+            data[..., k] = volume_out
+        data.flush()
+        coverage = np.zeros(shape, dtype=bool)
+        coverage[mask] = covered
+        img = nb.load(raw, mmap=True)
+        if out_file.name.endswith(".gz"):
+            img.to_filename(out_file)
+        else:
+            Path(raw).replace(out_file)
+        del data, img
+    return out_file, coverage

@@ -1,0 +1,203 @@
+"""Anatomical preprocessing: T1w bias correction, normalization to the template, masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bidsapp.bids.derivatives import PATH_PATTERNS, DerivativesDataSink
+from bidsapp.config import Config
+
+#: Derivative names our sink adds to the app's: masks with a ``label`` and no ``desc``.
+EXTRA_PATTERNS = (
+    "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
+    "[_acq-{acquisition}][_rec-{reconstruction}][_run-{run}][_space-{space}]"
+    "[_res-{resolution}][_label-{label}][_desc-{desc}]_{suffix<mask>|mask}"
+    "{extension<.nii|.nii.gz|.json>|.nii.gz}",
+)
+
+ANAT_OUTPUTS = ("t1w_preproc", "t1w_mask", "t1w2std_xfm", "std2t1w_xfm", "std_t1w", "ref_file",
+                "brain_mask_std", "gm_mask", "resample_mask", "dseg", "reportlets")
+
+
+class PreprocDataSink(DerivativesDataSink):
+    """The app's atomic data sink, with our extra patterns and no TemplateFlow lookups.
+
+    niworkflows describes a ``res`` entity of a standard space by asking TemplateFlow,
+    which would index the whole cache in every sink; our sidecars carry their own
+    ``Resolution`` instead (set it as an input).  Headers are written right by the
+    producing interfaces, so the sinks copy files as they are.
+    """
+
+    _file_patterns = (*EXTRA_PATTERNS, *PATH_PATTERNS)
+    _standard_spaces = ()
+
+
+def datasink(name: str, output_dir: Path, *, resolution_text: str | None = None,
+             **entities) -> pe.Node:
+    """Return a data-sink node writing under ``output_dir`` with fixed ``entities``.
+
+    Parameters
+    ----------
+    name : str
+        Node name.
+    output_dir : Path
+        The derivatives root.
+    resolution_text : str, optional
+        Value of the sidecar's ``Resolution`` field (required by BIDS with ``res-``).
+    **entities
+        BIDS entities and ``suffix``, ``datatype``, ``compress``, ``dismiss_entities``.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Node
+        Runs in the main process: it only copies files.
+    """
+    node = pe.Node(PreprocDataSink(base_directory=str(output_dir), check_hdr=False,
+                                   **entities),
+                   name=name, run_without_submitting=True)
+    if resolution_text is not None:
+        node.inputs.Resolution = resolution_text
+    return node
+
+
+def resolution_text(space: str, resolution: float) -> str:
+    """Return the ``Resolution`` sidecar text of a ``res-`` label (see ``docs``)."""
+    return (f"{resolution:g} mm isotropic: the {space} template's 1 mm bounding box "
+            f"resampled from its first voxel centre")
+
+
+def init_anat_wf(*, config: Config, normalization_quality: str = "default",
+                 name: str = "anat_wf"):
+    """Build the anatomical workflow: T1w to template, brain mask, template-space masks.
+
+    The T1w is corrected for intensity non-uniformity (N4), registered to the template
+    with ANTs SyN (``antsRegistrationSyNQuick[s]``, mutual information), and the template's
+    brain mask is warped back to give the T1w brain mask.  The grey-matter mask is the
+    template's GM probability on the output grid, thresholded at 0.5.
+
+    Parameters
+    ----------
+    config : Config
+        Uses ``output_space`` (template, from TemplateFlow's cache), ``output_res``,
+        ``output_dir``, ``omp_nthreads`` and ``random_seed``.
+    normalization_quality : {'default', 'fast'}, optional
+        ``default`` registers at 1 mm; ``fast`` at 2 mm (tests and demos).
+    name : str, optional
+        Workflow name.
+
+    Inputs
+    ------
+    t1w
+        The T1w image (BIDS raw); also names the derivatives.
+
+    Outputs
+    -------
+    t1w_preproc
+        Bias-corrected T1w.
+    t1w_mask
+        T1w brain mask (the template's, warped back).
+    t1w2std_xfm, std2t1w_xfm
+        ``from-T1w_to-<tpl>`` and ``from-<tpl>_to-T1w`` (``mode-image``, ANTs ``.h5``).
+    std_t1w
+        T1w resampled into the 1 mm template (report, QC).
+    ref_file
+        The template on the output grid (``output_res`` mm).
+    brain_mask_std, gm_mask
+        Template brain and grey-matter masks on the output grid.
+    resample_mask
+        The brain mask dilated by 2 voxels: where BOLD data are resampled.
+    dseg
+        1 grey matter, 3 other brain, on the output grid (carpet plots).
+    reportlets
+        SVG files for the participant report (the normalization overlay).
+
+    Raises
+    ------
+    MissingInputError
+        Before anything runs, if the template is not in TemplateFlow's cache (exit 66).
+    """
+    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+    from bidsapp.interfaces.preproc import (
+        BiasFieldCorrection,
+        SpatialNormalization,
+        TemplateMasks,
+    )
+    from bidsapp.interfaces.reports import registration_overlay
+    from bidsapp.preproc.resample import resolution_label
+    from bidsapp.templates import get_template
+
+    template = get_template(config.output_space)
+    space, res = config.output_space, float(config.output_res)
+    threads = int(config.omp_nthreads or 1)
+    workflow = Workflow(name=name)
+    workflow.__desc__ = f"""\
+The T1-weighted (T1w) image was corrected for intensity non-uniformity with
+`N4BiasFieldCorrection` and registered to the *{space}* template (accessed with
+*TemplateFlow*) with nonlinear symmetric normalization (SyN; `antsRegistrationSyNQuick`,
+rigid, affine and SyN stages with mutual information, registered at
+{1 if normalization_quality == 'default' else 2} mm or the T1w's resolution if coarser),
+using ANTs through *antspyx*.
+A T1w brain mask was obtained by warping the template's brain mask back to the T1w.
+The grey-matter mask was the template's grey-matter probability map at {res:g} mm,
+thresholded at 0.5.
+"""
+    inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=list(ANAT_OUTPUTS)), name="outputnode")
+
+    n4 = pe.Node(BiasFieldCorrection(n_threads=threads), name="n4", n_procs=threads,
+                 mem_gb=1.0)
+    normalize = pe.Node(
+        SpatialNormalization(template_file=str(template.t1w),
+                             template_mask=str(template.brain_mask),
+                             quality=normalization_quality, n_threads=threads,
+                             seed=config.random_seed),
+        name="normalize", n_procs=threads, mem_gb=3.0)
+    masks = pe.Node(TemplateMasks(template_file=str(template.t1w),
+                                  brain_mask=str(template.brain_mask),
+                                  gm_probseg=str(template.gm_probseg), resolution=res),
+                    name="template_masks", mem_gb=1.0)
+    if template.wm_probseg is not None:
+        masks.inputs.wm_probseg = str(template.wm_probseg)
+    norm_rpt = registration_overlay(after=str(template.t1w), after_label=space,
+                                    before_label="T1w", contour=str(template.brain_mask),
+                                    name="norm_rpt")
+    reportlets = pe.Node(niu.Merge(1), name="reportlets", run_without_submitting=True)
+
+    out_dir = config.output_dir
+    label = resolution_label(res)
+    ds_t1w = datasink("ds_t1w_preproc", out_dir, desc="preproc", suffix="T1w",
+                      compress=True)
+    ds_mask = datasink("ds_t1w_mask", out_dir, desc="brain", suffix="mask", compress=True)
+    ds_fwd = datasink("ds_t1w2std_xfm", out_dir, suffix="xfm", mode="image",
+                      to=space, **{"from": "T1w"})
+    ds_inv = datasink("ds_std2t1w_xfm", out_dir, suffix="xfm", mode="image",
+                      to="T1w", **{"from": space})
+    ds_gm = datasink("ds_gm_mask", out_dir, space=space, resolution=label, label="GM",
+                     suffix="mask", compress=True, resolution_text=resolution_text(space, res))
+    ds_norm_rpt = datasink("ds_norm_rpt", out_dir, space=space, suffix="T1w",
+                           datatype="figures")
+
+    workflow.connect([
+        (inputnode, n4, [("t1w", "in_file")]),
+        (n4, normalize, [("out_file", "t1w_file")]),
+        (normalize, norm_rpt, [("std_t1w", "before")]),
+        (norm_rpt, reportlets, [("out_report", "in1")]),
+        (n4, outputnode, [("out_file", "t1w_preproc")]),
+        (normalize, outputnode, [("t1w_mask", "t1w_mask"), ("forward_xfm", "t1w2std_xfm"),
+                                 ("inverse_xfm", "std2t1w_xfm"), ("std_t1w", "std_t1w")]),
+        (masks, outputnode, [("ref_file", "ref_file"), ("brain_mask", "brain_mask_std"),
+                             ("gm_mask", "gm_mask"), ("resample_mask", "resample_mask"),
+                             ("dseg", "dseg")]),
+        (reportlets, outputnode, [("out", "reportlets")]),
+    ])
+    for sink, source, field in ((ds_t1w, n4, "out_file"), (ds_mask, normalize, "t1w_mask"),
+                                (ds_fwd, normalize, "forward_xfm"),
+                                (ds_inv, normalize, "inverse_xfm"),
+                                (ds_gm, masks, "gm_mask"), (ds_norm_rpt, norm_rpt, "out_report")):
+        workflow.connect([(inputnode, sink, [("t1w", "source_file")]),
+                          (source, sink, [(field, "in_file")])])
+    return workflow
