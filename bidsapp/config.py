@@ -50,6 +50,7 @@ class Config:
     drop_seconds: float = 6.0
     fdr_q: float = 0.05
     slice_time_ref: float = 0.5
+    normalization_quality: str = "default"
     verbose: int = 0
 
     @property

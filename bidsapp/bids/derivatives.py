@@ -117,6 +117,10 @@ class DerivativesDataSink(_NiwDerivativesDataSink):
 
     out_path_base = ""
     _file_patterns = PATH_PATTERNS
+    # niworkflows describes the ``res`` entity of a standard space by asking TemplateFlow,
+    # which indexes (or downloads) its cache in every sink; our sidecars carry their own
+    # ``Resolution`` text instead.
+    _standard_spaces = ()
 
     def _run_interface(self, runtime):
         final_base = Path(self.inputs.base_directory).absolute()

@@ -169,6 +169,9 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                       help="voxels in each searchlight neighbourhood (default: 100)")
     g_wf.add_argument("--slice-time-ref", type=_fraction, metavar="FRACTION",
                       help="slice-timing reference as a fraction of the TR (default: 0.5)")
+    g_wf.add_argument("--normalization-quality", choices=["default", "fast"],
+                      help="T1w-to-template SyN at 1 mm (default) or 2 mm (fast, for tests "
+                           "and demos)")
     g_wf.add_argument("--fdr-q", type=_fraction, metavar="Q",
                       help="FDR level, divided by the number of layers (default: 0.05)")
 
@@ -275,7 +278,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
     )
     for key in ("nprocs", "omp_nthreads", "mem_gb", "skip_bids_validation",
                 "stop_on_first_crash", "random_seed", "device", "output_space", "output_res",
-                "searchlight_size", "slice_time_ref", "fdr_q"):
+                "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality"):
         value = getattr(opts, key)
         if value is not None:
             values[key] = value

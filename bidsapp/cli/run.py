@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         :mod:`bidsapp.errors`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    # TemplateFlow and niworkflows read their environment once, at import: set it first.
+    from bidsapp.templates import configure_templateflow_home
+
+    configure_templateflow_home()
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"})
                   for a in argv)
     setup_logging(int(verbose))

@@ -141,11 +141,16 @@ def _run_workflow(workflow, config: Config) -> int:
         "hash_method": "content",
     })
     # nipype's per-node chatter is for debugging; our own log says what runs.
-    workflow.config["logging"] = {
-        "workflow_level": "INFO" if config.verbose else "WARNING",
-        "interface_level": "INFO" if config.verbose else "WARNING",
-    }
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    level = "INFO" if config.verbose else "WARNING"
+    nipype_config.set("logging", "workflow_level", level)
+    nipype_config.set("logging", "interface_level", level)
+    nipype_logging.update_logging(nipype_config)
     settings = plugin_settings(config)
+    if settings["plugin"] in ("MultiProc", "Linear"):
+        settings["plugin_args"]["status_callback"] = _log_node_status
     LOGGER.info("Running %s with nipype's %s plugin in %s", workflow.name, settings["plugin"],
                 workflow.base_dir)
     started = time.time()
@@ -154,6 +159,14 @@ def _run_workflow(workflow, config: Config) -> int:
     except RuntimeError as exc:
         raise _crash_error(crash_dir, started) from exc
     return 0
+
+
+def _log_node_status(node, status: str) -> None:
+    """Log each step as it finishes: progress for long runs without nipype's chatter."""
+    if status == "end":
+        LOGGER.info("Finished %s", node.fullname.split(".", 1)[-1])
+    elif status == "exception":
+        LOGGER.warning("Failed %s", node.fullname.split(".", 1)[-1])
 
 
 _ERROR_LINE = re.compile(r"bidsapp\.errors\.(\w+): (.*)")

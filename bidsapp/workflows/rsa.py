@@ -21,7 +21,8 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
         The task's runs, in the order their preprocessed files arrive on the inputnode.
     space_entities : dict
         Entities of the output grid, e.g. ``{"space": "MNI152NLin2009cAsym",
-        "resolution": "2p4"}``.
+        "resolution": "2p4"}``, and optionally ``Resolution``, the sidecar text that BIDS
+        asks for with a ``res`` entity.
     chunk_centers : int
         Searchlight centers per job; fixed sizes keep chunk boundaries, and so the cached
         results of a rerun, independent of the number of processes.
@@ -79,7 +80,7 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
     source = str(runs[0].path)
     base = {"base_directory": str(config.output_dir), "source_file": source,
             "dismiss_entities": ("run", "echo"), **space_entities}
-    nifti = {**base, "compress": True}
+    nifti = {**base, "compress": True, "check_hdr": False}
     ds_layers = pe.MapNode(DerivativesDataSink(suffix="statmap", allowed_entities=("stat",),
                                                stat="r", **nifti),
                            iterfield=["in_file", "desc", "meta_dict"], name="ds_layer_maps",
