@@ -7,6 +7,7 @@ FROM python:3.11.7-slim-bookworm
 ENV DEBIAN_FRONTEND=noninteractive \
     BIDSAPP_VENV=/opt/venv \
     BIDSAPP_EDITABLE=0 \
+    BIDSAPP_WITH_TRAINING=0 \
     BIDSAPP_CONTAINER=bidsapp \
     TEMPLATEFLOW_HOME=/opt/templateflow \
     PYTHONPATH="" \

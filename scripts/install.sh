@@ -9,6 +9,7 @@
 #   BIDSAPP_NO_APT=1  skip the Debian packages (e.g. as non-root on a workstation)
 #   PYTHON            the interpreter to build the venv from (default: python3)
 #   BIDSAPP_EDITABLE=0  install the package itself non-editable (the container image)
+#   BIDSAPP_WITH_TRAINING=0  skip the training extras (FluidSynth, music21)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,11 @@ python="${PYTHON:-python3}"
 # libsndfile1: soundfile's runtime for wav/flac/ogg/mp3; nodejs/npm: the BIDS validator;
 # git: datalad-style dataset metadata read by pybids and templateflow.  Only installed when missing, so reruns stay fast.
 apt_packages=(libsndfile1 git nodejs npm)
+# FluidSynth and its General MIDI soundfont render the training corpus (bidsapp train);
+# the container, which never trains, skips them with BIDSAPP_WITH_TRAINING=0.
+if [[ "${BIDSAPP_WITH_TRAINING:-1}" == 1 ]]; then
+  apt_packages+=(fluidsynth libfluidsynth3 fluid-soundfont-gm)
+fi
 if [[ "${BIDSAPP_NO_APT:-0}" != 1 ]] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${apt_packages[@]}"; do
@@ -51,10 +57,12 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q "torch==2.13.0"
 # antspyx 0.6.3 needs numpy<2.4 and scipy<1.16; the rest co-install with those caps.
 # Editable in a checkout (developers, CI); a plain install in the container image.
+extras="dev"
+[[ "${BIDSAPP_WITH_TRAINING:-1}" == 1 ]] && extras="dev,training"
 if [[ "${BIDSAPP_EDITABLE:-1}" == 1 ]]; then
-  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" -e "$repo[dev]"
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" -e "$repo[$extras]"
 else
-  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$repo[dev]"
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$repo[$extras]"
 fi
 
 # The BIDS validator (legacy 1.x, runs offline), kept inside the venv and linked into its bin/.

@@ -17,6 +17,8 @@ LOGGER = logging.getLogger("bidsapp")
 TOOLS: dict[str, str] = {
     "simulate": "bidsapp.simulate.cli:main",
     "templates": "bidsapp.templates:main",
+    "train": "bidsapp.training.cli:train_main",
+    "evaluate": "bidsapp.training.cli:evaluate_main",
 }
 
 

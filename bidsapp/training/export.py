@@ -1,0 +1,143 @@
+"""Turn a training checkpoint into a release: safetensors + sidecar via the audio part.
+
+The file is written with :func:`bidsapp.audio.weightfile.save_weights`, so its format and
+sha256 are the app's.  That function knows two statuses (``trained``, ``untrained``) and
+describes any ``trained`` file as trained on MagnaTagATune.  A network trained on the
+rendered corpus is neither, so after writing, this module corrects the sidecar's
+``status`` and ``training_data`` to what really happened (the sidecar is not covered by
+the sha256, which is of the weights file).  With a status the app does not know yet (e.g.
+``trained-partial``), :func:`bidsapp.audio.weights.load_model` refuses the file, which is
+the safe default; :func:`load_exported_model` reads it with the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from bidsapp.audio.resnet import ResNet18Audio
+from bidsapp.audio.weightfile import expected_tensors, file_sha256, save_weights, sidecar_path
+from bidsapp.errors import BadDataError, MissingInputError
+from bidsapp.io import write_json
+
+EXPORT_FILENAME = "resnet18_mtt50_rendered.safetensors"
+"""Name of the exported weights: the 50 MTT outputs, trained on the rendered corpus."""
+
+CORPUS_TRAINING_DATA = {
+    "dataset": "music21 corpus rendered with FluidSynth and FluidR3_GM (bidsapp.training)",
+    "tags": "the 50 MagnaTagATune output names; only the 26 the renderer produces supervised",
+    "split": "by musical work (sha256 of the work id): 80% train, 10% validation, 10% test",
+    "magnatagatune": "not used",
+}
+
+
+def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu"
+                          ) -> tuple[ResNet18Audio, dict]:
+    """Return the network of a ``best.pt``/``last.pt`` checkpoint (evaluation mode) and it.
+
+    Raises
+    ------
+    MissingInputError
+        If the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError("The checkpoint does not exist", path=path,
+                                fix="pass RUN_DIR/best.pt of a bidsapp train run")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    model = ResNet18Audio()
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval(), checkpoint
+
+
+def load_exported_model(path: str | Path, device: str | torch.device = "cpu") -> ResNet18Audio:
+    """Load exported weights after checking their sha256 and tensors, whatever their status.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.safetensors`` file with its ``.json`` sidecar.
+    device : str or torch.device, optional
+        Where to put the model.
+
+    Returns
+    -------
+    ResNet18Audio
+        In evaluation mode.
+
+    Raises
+    ------
+    MissingInputError
+        If the file or sidecar is missing.
+    BadDataError
+        If the sha256 differs from the sidecar's or the tensors do not fit the network.
+    """
+    path = Path(path)
+    sidecar = sidecar_path(path)
+    for file in (path, sidecar):
+        if not file.is_file():
+            raise MissingInputError("The exported weights are incomplete", path=file,
+                                    fix="copy both the .safetensors file and its .json sidecar")
+    meta = json.loads(sidecar.read_text())
+    if meta.get("sha256") != file_sha256(path):
+        raise BadDataError("The weights file's sha256 does not match its sidecar", path=path,
+                           fix="copy the file and its sidecar again")
+    tensors = load_file(path, device="cpu")
+    if {k: tuple(v.shape) for k, v in tensors.items()} != expected_tensors():
+        raise BadDataError("The weights do not fit the study's ResNet-18", path=path,
+                           fix="export them again with bidsapp evaluate --export")
+    model = ResNet18Audio()
+    model.load_state_dict(tensors, strict=False)
+    return model.to(device).eval()
+
+
+def export_weights(model: torch.nn.Module, checkpoint: dict, folder: str | Path, *,
+                   status: str, metrics: dict | None = None,
+                   training_data: dict | None = None) -> Path:
+    """Write the model as ``resnet18_mtt50_rendered.safetensors`` + sidecar into ``folder``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network to export.
+    checkpoint : dict
+        The checkpoint it came from (its ``config`` and ``step`` go into the sidecar).
+    folder : str or Path
+        Output folder.
+    status : str
+        ``trained`` for a finished release; anything else (``trained-partial``) marks
+        weights that must not pass for a finished release.
+    metrics : dict, optional
+        Held-out evaluation (:func:`bidsapp.training.metrics.tag_metrics`).
+    training_data : dict, optional
+        What the network was trained on; :data:`CORPUS_TRAINING_DATA` by default.
+
+    Returns
+    -------
+    Path
+        The ``.safetensors`` file.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / EXPORT_FILENAME
+    config = checkpoint.get("config", {})
+    training = {
+        "recipe": "Adam lr {lr}, betas ({beta1}, {beta2}), eps {eps}, batch {batch_size}, "
+                  "masked BCE, He init, no dropout".format(**config) if config else None,
+        "steps": checkpoint.get("step"),
+        "samples": (checkpoint.get("step") or 0) * config.get("batch_size", 36),
+        "seed": config.get("seed"),
+        "initialisation": "He et al. (2015) normal, sqrt(2 / fan_in) (ResNet18Audio)",
+        "generator": "bidsapp evaluate --export",
+    }
+    save_weights(model.state_dict(), path, status="trained", training=training,
+                 metrics=metrics)
+    # save_weights hard-codes MagnaTagATune for "trained"; record what really happened.
+    meta = json.loads(sidecar_path(path).read_text())
+    meta["status"] = status
+    meta["training_data"] = training_data or CORPUS_TRAINING_DATA
+    write_json(sidecar_path(path), meta)
+    return path

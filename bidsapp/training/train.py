@@ -1,0 +1,236 @@
+"""Train the study's ResNet-18 on tagged clips: the study's recipe, checkpoints, resume.
+
+The recipe is the study's: He initialisation (the model's own), Adam with lr 2e-4,
+beta1 0.5, beta2 0.999, eps 1e-8, mini-batches of 36 random 50,176-sample crops, binary
+cross-entropy on the 50 sigmoid outputs and no dropout.  The loss is averaged over the
+targets that are known (the mask), so tags a data set says nothing about do not pull the
+outputs towards "absent".
+
+A run writes into one folder: ``last.pt`` (model, optimiser and step, written every
+``checkpoint_every`` steps and at the end), ``best.pt`` (the weights with the best
+validation mean ROC-AUC so far), ``history.jsonl`` (one line per logged step and per
+validation) and ``train.log``.  Starting again with the same folder resumes from
+``last.pt``; the batches depend only on the seed and the step, so a resumed run sees the
+same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from bidsapp.audio.resnet import WINDOW_SAMPLES, ResNet18Audio
+
+from .data import ClipSet, training_batch
+from .metrics import evaluate_clips
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of one training run (saved in every checkpoint).
+
+    Attributes
+    ----------
+    out_dir : str
+        Folder of checkpoints and logs.
+    batch_size : int
+        Crops per step (the study: 36).
+    lr, beta1, beta2, eps : float
+        Adam's parameters (the study: 2e-4, 0.5, 0.999, 1e-8).
+    seed : int
+        Fixes the initial weights and every batch.
+    max_steps : int
+        Stop after this many steps.
+    stop_at : str or None
+        Stop at this local wall-clock time (ISO ``YYYY-MM-DDTHH:MM``) even if steps remain.
+    eval_every, checkpoint_every, log_every : int
+        Steps between validations, checkpoints and progress lines.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    threads : int
+        CPU threads for torch (0 keeps torch's default).
+    crop_samples : int
+        Length of the random training crops (the study: 50,176 samples).
+    """
+
+    out_dir: str
+    batch_size: int = 36
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    eps: float = 1e-8
+    seed: int = 0
+    max_steps: int = 100_000
+    stop_at: str | None = None
+    eval_every: int = 200
+    checkpoint_every: int = 25
+    log_every: int = 5
+    device: str = "auto"
+    threads: int = 0
+    crop_samples: int = WINDOW_SAMPLES
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Return binary cross-entropy averaged over the known targets only.
+
+    Parameters
+    ----------
+    logits, labels, mask : torch.Tensor
+        Shape (batch, 50); ``mask`` is 1 where the target is known.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar; 0 when nothing is known.
+    """
+    loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    """Return Adam with the study's parameters (from ``config``)."""
+    return torch.optim.Adam(model.parameters(), lr=config.lr,
+                            betas=(config.beta1, config.beta2), eps=config.eps)
+
+
+def _save(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _deadline(stop_at: str | None) -> float | None:
+    if not stop_at:
+        return None
+    return datetime.fromisoformat(stop_at).timestamp()
+
+
+def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfig) -> dict:
+    """Train (or resume training) and return a summary.
+
+    Parameters
+    ----------
+    train_set : ClipSet
+        Training clips.
+    validation_set : ClipSet or None
+        Clips whose mean ROC-AUC picks ``best.pt``; without it, ``best.pt`` is the last.
+    config : TrainConfig
+        The run's options.
+
+    Returns
+    -------
+    dict
+        ``steps``, ``samples``, ``seconds`` (training wall time of all sessions),
+        ``best_step``, ``best_validation`` and ``stopped`` (why it stopped).
+    """
+    from bidsapp.audio.weights import resolve_device
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = ResNet18Audio().to(device)
+    optimizer = make_optimizer(model, config)
+    state = {"step": 0, "seconds": 0.0, "best_score": -1.0, "best_step": -1, "validated": -1}
+    if (out / "last.pt").is_file():
+        checkpoint = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        state.update({k: checkpoint[k] for k in ("step", "seconds", "best_score", "best_step")})
+        LOGGER.info("Resuming from step %d (%s)", state["step"], out / "last.pt")
+    deadline = _deadline(config.stop_at)
+    started_at = time.time()
+    history = open(out / "history.jsonl", "a")  # noqa: SIM115 -- closed in finally
+    session_start, stopped = time.monotonic(), "max_steps"
+    seconds_before = state["seconds"]
+    recent: list[float] = []
+
+    def checkpoint() -> None:
+        state["seconds"] = seconds_before + time.monotonic() - session_start
+        _save(out / "last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "config": asdict(config), **{k: state[k] for k in
+                                ("step", "seconds", "best_score", "best_step")}})
+
+    def validate() -> None:
+        if validation_set is None or state["validated"] == state["step"]:
+            return
+        state["validated"] = state["step"]
+        result = evaluate_clips(model, validation_set, device=device)
+        model.train()
+        score = result["mean_roc_auc"]
+        record = {"step": state["step"], "validation_mean_roc_auc": score,
+                  "validation_mean_pr_auc": result["mean_pr_auc"], "time": time.time()}
+        history.write(json.dumps(record) + "\n")
+        history.flush()
+        LOGGER.info("step %d validation: mean ROC-AUC %.4f, PR-AUC %.4f", state["step"], score,
+                    result["mean_pr_auc"])
+        if score > state["best_score"]:
+            state["best_score"], state["best_step"] = score, state["step"]
+            _save(out / "best.pt", {"model": model.state_dict(), "step": state["step"],
+                                    "validation": result, "config": asdict(config)})
+
+    try:
+        model.train()
+        while state["step"] < config.max_steps:
+            if deadline is not None and time.time() >= deadline:
+                stopped = "stop_at"
+                break
+            audio, labels, mask = training_batch(train_set, config.batch_size, config.seed,
+                                                 state["step"], config.crop_samples)
+            tic = time.monotonic()
+            logits = model(torch.from_numpy(audio).to(device))
+            loss = masked_bce(logits, torch.from_numpy(labels).to(device),
+                              torch.from_numpy(mask).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state["step"] += 1
+            recent.append(loss.item())
+            if state["step"] % config.log_every == 0:
+                rate = config.batch_size / max(time.monotonic() - tic, 1e-9)
+                fraction = state["step"] / config.max_steps
+                if deadline is not None:
+                    fraction = max(fraction, (time.time() - started_at) / max(
+                        deadline - started_at, 1e-9))
+                _progress(state["step"], fraction, float(np.mean(recent)), rate)
+                history.write(json.dumps({"step": state["step"], "loss": float(np.mean(recent)),
+                                          "samples_per_s": rate, "time": time.time()}) + "\n")
+                history.flush()
+                recent.clear()
+            if state["step"] % config.checkpoint_every == 0:
+                checkpoint()
+            if state["step"] % config.eval_every == 0:
+                validate()
+        validate()
+        if validation_set is None:
+            _save(out / "best.pt", {"model": model.state_dict(), "step": state["step"],
+                                    "validation": None, "config": asdict(config)})
+        checkpoint()
+    finally:
+        history.close()
+    summary = {"steps": state["step"], "samples": state["step"] * config.batch_size,
+               "seconds": round(state["seconds"], 1), "best_step": state["best_step"],
+               "best_validation": state["best_score"], "stopped": stopped}
+    LOGGER.info("Training stopped (%s): %s", stopped, summary)
+    return summary
+
+
+def _progress(step: int, fraction: float, loss: float, rate: float) -> None:
+    # A text bar in the log (steps or wall-clock budget used, whichever is further), so a
+    # run under nohup shows its progress in train.log.
+    width = 30
+    done = int(width * min(max(fraction, 0.0), 1.0))
+    LOGGER.info("[%s%s] %3.0f%% step %d loss %.4f %.1f samples/s", "#" * done,
+                "." * (width - done), 100 * min(fraction, 1.0), step, loss, rate)

@@ -1,0 +1,53 @@
+"""`bidsapp evaluate` on the shipped check set: the CLI, and the exported weights' figures.
+
+The check set (``data/checkset``: eight 3.2 s clips of held-out test works, FLAC, with their
+targets) comes with ``expected.json``: the predictions and metrics the exported weights
+gave on it.  The reproduction test needs those weights in ``models/`` and skips without them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bidsapp.audio.resnet import WINDOW_SAMPLES
+from bidsapp.audio.weights import init_untrained, models_dir
+from bidsapp.training.checkset import load_check_set
+from bidsapp.training.cli import evaluate_main
+from bidsapp.training.export import EXPORT_FILENAME
+
+CHECKSET = Path(__file__).parent / "data" / "checkset"
+EXPORTED = models_dir() / EXPORT_FILENAME
+
+
+def test_check_set_loads():
+    clips = load_check_set(CHECKSET)
+    assert len(clips) == 8 and clips.labels.shape == (8, 50)
+    assert all(clips.audio(i).size >= WINDOW_SAMPLES for i in range(len(clips)))
+    assert clips.mask.any(axis=0).sum() >= 20  # most supervised tags are known somewhere
+
+
+def test_evaluate_cli_runs_on_the_check_set(tmp_path):
+    weights = init_untrained(tmp_path / "models")
+    out = tmp_path / "metrics.json"
+    assert evaluate_main(["--weights", str(weights), "--clips", str(CHECKSET),
+                          "--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_clips"] == 8 and len(result["predictions"]) == 8
+    assert 0 <= result["mean_roc_auc"] <= 1
+
+
+@pytest.mark.skipif(not EXPORTED.is_file(), reason=f"{EXPORT_FILENAME} is not in models/")
+def test_exported_weights_reproduce_the_model_card(tmp_path):
+    expected = json.loads((CHECKSET / "expected.json").read_text())
+    out = tmp_path / "metrics.json"
+    assert evaluate_main(["--weights", str(EXPORTED), "--clips", str(CHECKSET),
+                          "--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    for name, probabilities in expected["predictions"].items():
+        np.testing.assert_allclose(result["predictions"][name], probabilities, atol=2e-3)
+    assert result["mean_roc_auc"] == pytest.approx(expected["mean_roc_auc"], abs=0.02)
+    assert result["mean_pr_auc"] == pytest.approx(expected["mean_pr_auc"], abs=0.02)
