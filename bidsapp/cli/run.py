@@ -22,6 +22,22 @@ TOOLS: dict[str, str] = {
 }
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Write to whatever ``sys.stderr`` is at each record, not the one seen at set-up.
+
+    ``main`` may run several times in one process (tests, notebooks) with ``sys.stderr``
+    swapped in between; a handler holding the old stream would write to a closed file.
+    """
+
+    @property
+    def stream(self):  # noqa: D102 - logging's own attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(verbose: int = 0) -> None:
     """Send bidsapp's log records to stderr, INFO by default and DEBUG with ``-v``.
 
@@ -31,7 +47,7 @@ def setup_logging(verbose: int = 0) -> None:
         How many ``-v`` were given.
     """
     level = logging.DEBUG if verbose else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s",
                                            "%y%m%d-%H:%M:%S"))
     root = logging.getLogger("bidsapp")
