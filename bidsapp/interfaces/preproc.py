@@ -250,7 +250,7 @@ class _TemplateMasksOutputSpec(TraitedSpec):
     ref_file = File(exists=True, desc="template T1w on the output grid")
     brain_mask = File(exists=True, desc="template brain mask on the output grid")
     gm_mask = File(exists=True, desc="template GM mask on the output grid")
-    resample_mask = File(exists=True, desc="brain mask dilated by 2 voxels")
+    resample_mask = File(exists=True, desc="brain mask dilated by 1 voxel")
     dseg = File(exists=True, desc="1 GM, 3 WM+CSF, for the carpet plot")
 
 
@@ -275,7 +275,7 @@ class TemplateMasks(SimpleInterface):
             "brain_mask": brain_mask_on_grid(brain, res),
             "gm_mask": gm_mask_from_probseg(_load(self.inputs.gm_probseg), res,
                                             self.inputs.gm_threshold, brain_mask=brain),
-            "resample_mask": brain_mask_on_grid(brain, res, dilate_voxels=2),
+            "resample_mask": brain_mask_on_grid(brain, res, dilate_voxels=1),
         }
         in_brain = np.asarray(outputs["brain_mask"].dataobj) > 0
         dseg = np.where(in_brain, 3, 0).astype(np.uint8)

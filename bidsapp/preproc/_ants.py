@@ -66,10 +66,28 @@ def to_ants(img, data: np.ndarray | None = None):
     ants.ANTsImage
         float32 image in ITK's LPS convention.
     """
+    return array_to_ants(img.dataobj if data is None else data, img.affine)
+
+
+def array_to_ants(data: np.ndarray, affine: np.ndarray):
+    """Return an ANTsImage of a 3D array with a nibabel (RAS+) voxel-to-world affine.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        3D data.
+    affine : numpy.ndarray
+        4 x 4 voxel-to-world matrix, RAS+ mm.
+
+    Returns
+    -------
+    ants.ANTsImage
+        float32 image in ITK's LPS convention.
+    """
     import ants
 
-    affine = np.asarray(img.affine, dtype=float)
-    array = np.asarray(img.dataobj if data is None else data, dtype=np.float32)
+    affine = np.asarray(affine, dtype=float)
+    array = np.asarray(data, dtype=np.float32)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     direction = (LPS[:3, :3] @ affine[:3, :3]) / spacing
     origin = LPS[:3, :3] @ affine[:3, 3]

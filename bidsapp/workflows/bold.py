@@ -159,8 +159,9 @@ normalization.
                   name="stc", mem_gb=mem_gb)
     coreg = pe.Node(BoldToT1wRegistration(n_threads=threads, seed=config.random_seed),
                     name="coreg", n_procs=threads, mem_gb=2.0)
+    # Mostly single-threaded numpy; only composing the warp (seconds) uses ITK threads.
     resample = pe.Node(ResampleBoldToTemplate(repetition_time=tr, n_threads=threads),
-                       name="resample", n_procs=threads, mem_gb=mem_gb)
+                       name="resample", mem_gb=mem_gb)
     coreg_rpt = registration_overlay(after_label="T1w", before_label="BOLD reference",
                                      name="coreg_rpt")
     motion_rpt = pe.Node(MotionPlot(repetition_time=tr), name="motion_rpt", mem_gb=0.5)

@@ -114,3 +114,24 @@ def test_outputs_are_written_with_bids_names(anat_run):
     mask = nb.load(anat / "sub-01_desc-brain_mask.nii.gz")
     assert mask.get_data_dtype() == np.uint8
     assert mask.shape == nb.load(bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz").shape
+
+
+def test_sink_names_gm_masks_and_copies_gzip_as_is(tmp_path):
+    from bidsapp.workflows.anatomical import PreprocDataSink
+
+    source = tmp_path / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"")
+    mask = tmp_path / "gm.nii.gz"
+    nb.Nifti1Image(np.ones((3, 3, 3), np.uint8), np.eye(4)).to_filename(mask)
+    sink = PreprocDataSink(base_directory=str(tmp_path / "out"), check_hdr=False,
+                           space=NILEARN_SPACE, resolution="2p4", label="GM", suffix="mask",
+                           compress=True)
+    sink.inputs.in_file = str(mask)
+    sink.inputs.source_file = str(source)
+    sink.inputs.Resolution = "2.4 mm"
+    out = Path(sink.run(cwd=str(tmp_path)).outputs.out_file)
+    assert out.name == f"sub-01_space-{NILEARN_SPACE}_res-2p4_label-GM_mask.nii.gz"
+    assert out.read_bytes() == mask.read_bytes()
+    sidecar = out.with_name(out.name.replace(".nii.gz", ".json"))
+    assert '"Resolution": "2.4 mm"' in sidecar.read_text()
