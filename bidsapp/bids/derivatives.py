@@ -23,15 +23,20 @@ PATH_PATTERNS = (
     "|.nii.gz}",
     *BIDS_DERIV_PATTERNS,
 )
-#: Draft entities and suffixes our outputs use (BEP012/BEP017 statistical maps, features/).
+#: Draft entities and suffixes our outputs use (BEP012 functional derivatives: statmap, stat-,
+#: boldref, timeseries; BEP014 transforms: xfm), our RDMs, and folders outside the standard
+#: (reports' figures/ as in fMRIPrep, features/, group/).
 BIDSIGNORE = """\
 # Entities and suffixes that are still BIDS drafts, and folders outside the standard.
 *_statmap.nii.gz
 *_statmap.json
 *stat-*
 *_rdm.*
-*_xfm.h5
+*_xfm.*
+*_boldref.*
+*_timeseries.*
 features/
+figures/
 group/
 logs/
 *.html
