@@ -12,7 +12,10 @@ from pathlib import Path
 
 from bidsapp.errors import CannotWriteError
 
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EPERM, errno.EDQUOT}
+#: A full disk, a quota, a read-only or forbidden folder, and a file-size limit
+#: (``ulimit -f``; EFBIG once the app ignores SIGXFSZ) are the user's to fix.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EPERM, errno.EDQUOT,
+                 errno.EFBIG}
 
 
 def temporary_name(path: Path) -> Path:
@@ -61,10 +64,11 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno in _WRITE_ERRNOS:
+            fix = ("raise the file-size limit (ulimit -f) or choose another output directory"
+                   if exc.errno == errno.EFBIG else
+                   "free disk space or choose an output directory you can write to")
             raise CannotWriteError(
-                f"Cannot write the output file ({exc.strerror})",
-                path=path,
-                fix="free disk space or choose an output directory you can write to",
+                f"Cannot write the output file ({exc.strerror})", path=path, fix=fix,
             ) from exc
         raise
     except BaseException:

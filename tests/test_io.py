@@ -55,3 +55,12 @@ def test_uncreatable_folder_becomes_exit_73(tmp_path):
         with atomic_write(blocker / "sub" / "f.txt"):
             pass
     assert exc.value.exit_code == 73
+
+
+def test_file_size_limit_becomes_exit_73(tmp_path):
+    with pytest.raises(CannotWriteError) as exc:
+        with atomic_write(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+            raise OSError(errno.EFBIG, "File too large")
+    assert exc.value.exit_code == 73 and "ulimit -f" in str(exc.value)
+    assert list(tmp_path.iterdir()) == []

@@ -66,8 +66,10 @@ def expected_tensors() -> dict[str, tuple[int, ...]]:
     These are the network's parameters and batch-normalization running statistics;
     ``num_batches_tracked`` counters are training bookkeeping and are not stored.
     """
-    with torch.device("meta"):
-        state = ResNet18Audio().state_dict()
+    # Built on the CPU, not the meta device: initialising weights on the meta device
+    # imports torch's compiler stack (3 s and more), and every participant run checks its
+    # weights before computing; the CPU model costs a few tenths of a second.
+    state = ResNet18Audio().state_dict()
     return {
         name: tuple(tensor.shape)
         for name, tensor in state.items()

@@ -42,6 +42,7 @@ __all__ = [
     "TRAINED_FILENAME",
     "UNTRAINED_FILENAME",
     "UNTRAINED_SEED",
+    "check_weights",
     "default_weights_path",
     "expected_tensors",
     "file_sha256",
@@ -122,6 +123,35 @@ def weights_info(path: str | Path | None = None) -> dict:
         "status": meta["status"],
         "sha256": meta["sha256"],
     }
+
+
+def check_weights(path: str | Path | None = None) -> dict:
+    """Verify the weights a run will use, completely, before any computing.
+
+    The network first runs after preprocessing, hours into a participant run; a truncated
+    download or a file from another architecture must stop the run at its start instead.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The weights file; :func:`default_weights_path` when omitted.
+
+    Returns
+    -------
+    dict
+        :func:`weights_info` of the file.
+
+    Raises
+    ------
+    MissingInputError
+        If no weights file or its sidecar exists (exit 66).
+    BadDataError
+        If the sha256, the safetensors content, or a tensor's name, shape or type is wrong
+        (exit 65).
+    """
+    path = Path(path) if path is not None else default_weights_path()
+    load_state_dict(path)
+    return weights_info(path)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -6,13 +6,15 @@ the fix, so that a cluster job never fails hours in on a typo in ``events.tsv``.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bidsapp.errors import BadDataError, MissingInputError, NothingSelected
+from bidsapp.errors import BadDataError, MissingInputError, NothingSelected, UsageError
 
 LOGGER = logging.getLogger("bidsapp.bids")
 
@@ -20,6 +22,10 @@ _NIFTI = [".nii", ".nii.gz"]
 _REQUIRED_EVENT_COLUMNS = ("onset", "duration", "stim_file")
 #: Relative tolerance between the sidecar's RepetitionTime and the NIfTI header's.
 TR_TOLERANCE = 1e-3
+#: Bytes of image data decompressed and checked at a time.
+_SCAN_CHUNK = 1 << 23
+#: Data types of the per-run filters of ``--bids-filter-file`` that collection applies.
+_FILTER_TYPES = ("t1w", "bold")
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,9 @@ def _events_tasks(layout) -> list[str]:
     """Return the tasks whose events files carry a ``stim_file`` column."""
     tasks = set()
     for events in layout.get(suffix="events", extension=".tsv"):
-        header = Path(events.path).read_text().split("\n", 1)[0].split("\t")
+        # Only the header matters here; a file that is not text fails in _read_trials,
+        # with its name, rather than here with a decoding traceback.
+        header = Path(events.path).read_text(errors="replace").split("\n", 1)[0].split("\t")
         if "stim_file" in [h.strip() for h in header] and "task" in events.entities:
             tasks.add(events.entities["task"])
     return sorted(tasks)
@@ -140,6 +148,28 @@ def _select_subjects(layout, labels: tuple[str, ...]) -> list[str]:
     return list(labels)
 
 
+def _check_filters(layout, filters: dict[str, dict], filter_file: Path | None) -> None:
+    """Try each query of the BIDS filter file once, so a misspelt entity names the file."""
+    ignored = sorted(set(filters) - set(_FILTER_TYPES))
+    if ignored:
+        LOGGER.warning("The BIDS filter file %s has queries for %s, which bidsapp does not "
+                       "use (it reads only %s)", filter_file, ", ".join(ignored),
+                       ", ".join(_FILTER_TYPES))
+    for data_type in _FILTER_TYPES:
+        query = filters.get(data_type)
+        if not query:
+            continue
+        try:
+            layout.get(return_type="id", target="subject", **query)
+        except (ValueError, TypeError) as exc:  # pybids' errors for unknown entities/values
+            raise UsageError(
+                f"The {data_type!r} query of the BIDS filter file is not a valid pybids "
+                f"query ({exc})", path=filter_file,
+                fix="use BIDS entity names as keys, e.g. {\"bold\": {\"acquisition\": "
+                    "\"mb\"}}",
+            ) from exc
+
+
 def collect_participants(layout, config) -> list[SubjectData]:
     """Collect and check every selected participant.
 
@@ -159,10 +189,13 @@ def collect_participants(layout, config) -> list[SubjectData]:
     ------
     NothingSelected
         If the labels, sessions or tasks select no data (exit 18).
+    UsageError
+        If a query of the BIDS filter file is not one pybids accepts (exit 64).
     MissingInputError, BadDataError
-        For missing or unusable inputs (exits 66 and 65).
+        For missing or unusable inputs, the network's weights included (exits 66 and 65).
     """
     subjects = _select_subjects(layout, config.participant_label)
+    _check_filters(layout, config.bids_filters, config.bids_filter_file)
     tasks = list(config.task) or _events_tasks(layout)
     if not tasks:
         raise NothingSelected(
@@ -178,11 +211,28 @@ def collect_participants(layout, config) -> list[SubjectData]:
             f"(available: {', '.join(sorted(known_tasks)) or 'none'})",
             path=layout.root, fix="check --task",
         )
-    return [
+    collected = [
         collect_subject(layout, subject, tasks=tasks, sessions=config.session_label,
                         filters=config.bids_filters)
         for subject in subjects
     ]
+    _check_network_weights()
+    return collected
+
+
+def _check_network_weights() -> None:
+    """Check the weights of the network that encodes the stimuli, with the stimuli.
+
+    The weights come from ``$BIDSAPP_MODELS_DIR`` (or ``models/``), not from the dataset,
+    and the network first runs after preprocessing; a truncated or foreign weights file
+    must stop the run here instead.  Checked after the dataset, whose errors are the
+    common ones, because loading torch for this check takes seconds.
+    """
+    from bidsapp.audio.weights import check_weights
+
+    info = check_weights()
+    LOGGER.info("Network weights: %s (%s, sha256 %s...)", info["path"], info["status"],
+                info["sha256"][:12])
 
 
 def collect_subject(layout, subject: str, *, tasks: list[str],
@@ -228,6 +278,7 @@ def collect_subject(layout, subject: str, *, tasks: list[str],
         )
     if len(t1w_files) > 1:
         LOGGER.warning("sub-%s has %d T1w images; using %s", subject, len(t1w_files), t1w.name)
+    _check_t1w(t1w)
 
     bold_files = layout.get(**base, task=tasks, datatype="func", suffix="bold",
                             extension=_NIFTI, **filters.get("bold", {}))
@@ -290,9 +341,102 @@ def _collect_run(layout, bold, stimuli_dir: Path) -> BoldRun:
             path=path,
             fix="correct RepetitionTime in the JSON sidecar or the header's pixdim[4]",
         )
+    _check_image_data(path, img, "BOLD image")
+    if not metadata.get("SliceTiming"):
+        LOGGER.warning("%s has no SliceTiming in its sidecar: slice-timing correction will be "
+                       "skipped for this run (add SliceTiming, in seconds, to correct it)",
+                       path.name)
     trials = _read_trials(events, run_length=shape[3] * float(tr))
     return BoldRun(path=path, events=events, repetition_time=float(tr), n_volumes=shape[3],
                    trials=trials, metadata=metadata, entities=dict(bold.get_entities()))
+
+
+def _check_t1w(t1w: Path) -> None:
+    import nibabel as nb
+
+    try:
+        img = nb.load(t1w)
+    except Exception as exc:  # nibabel raises several types for corrupt headers
+        raise BadDataError(f"The T1w image cannot be read ({exc})", path=t1w,
+                           fix="re-export the image from the scanner data (dcm2niix)") from exc
+    if len(img.shape) != 3 and not (len(img.shape) == 4 and img.shape[3] == 1):
+        raise BadDataError(f"The T1w image is not a 3D volume (shape {img.shape})", path=t1w,
+                           fix="give one 3D T1-weighted volume per file")
+    _check_image_data(t1w, img, "T1w image")
+
+
+def _check_image_data(path: Path, img, what: str = "image") -> None:
+    """Read a NIfTI file's data once, in chunks, and check that it is whole and finite.
+
+    nibabel reads only the header when an image is loaded, so a truncated ``.nii.gz``
+    (an interrupted copy) would otherwise pass every check and fail hours later, in the
+    middle of preprocessing.  Non-finite values are an error rather than a warning:
+    interpolation, z-scoring and Spearman correlations spread a single NaN silently into
+    whole maps.  The file is decompressed once (about a second for a typical run) and
+    never held in memory whole.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.nii`` or ``.nii.gz`` file.
+    img : nibabel.Nifti1Image
+        The same file, loaded (header only).
+    what : str
+        How the message names the file (``"BOLD image"``).
+
+    Raises
+    ------
+    BadDataError
+        If the data are truncated or cannot be decompressed, or if a floating-point image
+        holds NaN or infinite values.
+    """
+    import numpy as np
+
+    dtype = np.dtype(img.header.get_data_dtype())
+    expected = int(np.prod(img.shape, dtype=np.int64)) * dtype.itemsize
+    volume_size = int(np.prod(img.shape[:3], dtype=np.int64))
+    check_finite = dtype.kind in "fc"
+    fix = "copy or re-export the file again (dcm2niix); it was probably cut off in transfer"
+    opener = gzip.open if str(path).endswith(".gz") else open
+    seen = checked = nonfinite = 0
+    first_bad = None
+    pending = b""
+    try:
+        with opener(path, "rb") as stream:
+            # The loaded header's vox_offset reads 0; the array proxy keeps the file's.
+            stream.seek(int(img.dataobj.offset))
+            while seen < expected:
+                chunk = stream.read(min(_SCAN_CHUNK, expected - seen))
+                if not chunk:
+                    break
+                seen += len(chunk)
+                if not check_finite:
+                    continue
+                pending += chunk
+                usable = len(pending) - len(pending) % dtype.itemsize
+                values = np.frombuffer(pending[:usable], dtype=dtype)
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    if first_bad is None:
+                        first_bad = checked + int(np.argmax(bad))
+                    nonfinite += int(bad.sum())
+                checked += values.size
+                pending = pending[usable:]
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BadDataError(f"The {what}'s data cannot be read to the end ({exc})", path=path,
+                           fix=fix) from exc
+    if seen < expected:
+        raise BadDataError(
+            f"The {what} is truncated: its header describes {expected} bytes of data "
+            f"(shape {img.shape}) but the file holds {seen}", path=path, fix=fix,
+        )
+    if nonfinite:
+        where = f", the first in volume {first_bad // volume_size}" if len(img.shape) > 3 else ""
+        raise BadDataError(
+            f"The {what} holds {nonfinite} NaN or infinite value(s){where}", path=path,
+            fix="re-export it from the scanner data; if the values lie outside the head, set "
+                "them to 0",
+        )
 
 
 def _read_trials(events: Path, run_length: float) -> tuple[Trial, ...]:
@@ -316,7 +460,10 @@ def _read_trials(events: Path, run_length: float) -> tuple[Trial, ...]:
                            fix="add one row per trial with onset, duration and stim_file")
     trials = []
     for row in table.itertuples(index=False):
-        onset, duration = float(row.onset), float(row.duration)
+        try:
+            onset, duration = float(row.onset), float(row.duration)
+        except (TypeError, ValueError):
+            onset = duration = math.nan
         if not (math.isfinite(onset) and math.isfinite(duration)) or onset < 0 or duration <= 0:
             raise BadDataError(
                 f"Invalid onset/duration ({row.onset}, {row.duration}) for {row.stim_file}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Callable
 
@@ -73,6 +74,18 @@ def _run_bids_app(argv: list[str]) -> int:
     return run(config)
 
 
+def _ignore_file_size_signal() -> None:
+    """Turn a file-size limit (``ulimit -f``) into a write error, which becomes exit 73.
+
+    Past the limit the kernel sends SIGXFSZ, whose default action kills the process
+    without a message; ignored, the write fails with EFBIG like a full disk.
+    """
+    try:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except (AttributeError, ValueError):  # not POSIX, or not the main thread
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code.
 
@@ -88,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         :mod:`bidsapp.errors`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    _ignore_file_size_signal()
     # TemplateFlow and niworkflows read their environment once, at import: set it first.
     from bidsapp.templates import configure_templateflow_home
 

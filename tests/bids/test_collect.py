@@ -152,3 +152,34 @@ def test_not_a_bids_dataset(tmp_path):
     with pytest.raises(MissingInputError) as exc:
         open_layout(tmp_path)
     assert exc.value.exit_code == 66 and "dataset_description.json" in str(exc.value)
+
+
+def _uncompressed_bold(bids_root: Path, data_dtype):
+    """Replace sub-01's first run by an uncompressed .nii of the given data type."""
+    gz = bids_root / "sub-01/func/sub-01_task-music_run-1_bold.nii.gz"
+    img = nb.load(gz)
+    header = img.header.copy()
+    header.set_data_dtype(data_dtype)
+    nii = gz.with_name(gz.name.removesuffix(".gz"))
+    data = np.asanyarray(img.dataobj).astype(data_dtype)
+    gz.unlink()
+    return nii, data, img.affine, header
+
+
+def test_truncated_uncompressed_bold(bids_root):
+    nii, data, affine, header = _uncompressed_bold(bids_root, np.int16)
+    nb.Nifti1Image(data, affine, header).to_filename(nii)
+    nii.write_bytes(nii.read_bytes()[:-100])
+    with pytest.raises(BadDataError) as exc:
+        _collect(bids_root)
+    assert exc.value.exit_code == 65 and "truncated" in str(exc.value)
+    assert nii.name in str(exc.value)
+
+
+def test_infinite_value_in_bold(bids_root):
+    nii, data, affine, header = _uncompressed_bold(bids_root, np.float32)
+    data[0, 0, 0, 20] = np.inf
+    nb.Nifti1Image(data, affine, header).to_filename(nii)
+    with pytest.raises(BadDataError) as exc:
+        _collect(bids_root)
+    assert "1 NaN or infinite value(s), the first in volume 20" in str(exc.value)
