@@ -49,6 +49,7 @@ class Config:
     searchlight_size: int = 100
     drop_seconds: float = 6.0
     fdr_q: float = 0.05
+    n_permutations: int = 100
     slice_time_ref: float = 0.5
     normalization_quality: str = "default"
     verbose: int = 0

@@ -37,6 +37,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be 0 or more")
+    return number
+
+
 def _positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -174,6 +184,10 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                            "and demos)")
     g_wf.add_argument("--fdr-q", type=_fraction, metavar="Q",
                       help="FDR level, divided by the number of layers (default: 0.05)")
+    g_wf.add_argument("--n-permutations", type=_non_negative_int, metavar="K",
+                      help="trial-block permutations per participant for the group level's "
+                           "unbiased test of the maximum; each costs about one pass of the "
+                           "candidate RDMs over every searchlight, 0 skips them (default: 100)")
 
     g_other = parser.add_argument_group("Other options")
     g_other.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
@@ -278,7 +292,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
     )
     for key in ("nprocs", "omp_nthreads", "mem_gb", "skip_bids_validation",
                 "stop_on_first_crash", "random_seed", "device", "output_space", "output_res",
-                "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality"):
+                "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality",
+                "n_permutations"):
         value = getattr(opts, key)
         if value is not None:
             values[key] = value

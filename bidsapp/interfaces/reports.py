@@ -19,7 +19,8 @@ from nipype.interfaces.base import (
 )
 from niworkflows.interfaces.reportlets.registration import SimpleBeforeAfterRPT
 
-__all__ = ["CarpetPlot", "MotionPlot", "SimpleBeforeAfterRPT", "registration_overlay"]
+__all__ = ["CandidateRDMPlot", "CarpetPlot", "MotionPlot", "SimpleBeforeAfterRPT",
+           "registration_overlay"]
 
 FD_THRESHOLD_MM = 0.5
 """Framewise displacement marked in the plots (Power et al., 2012)."""
@@ -139,6 +140,37 @@ class CarpetPlot(SimpleInterface):
         fMRIPlot(data, segments, confounds=confounds, tr=self.inputs.repetition_time,
                  units={"FD": "mm"}, vlines={"FD": [FD_THRESHOLD_MM]}).plot(figure=figure)
         out = Path(runtime.cwd) / "carpetplot.svg"
+        figure.savefig(out, bbox_inches="tight", format="svg")
+        plt.close(figure)
+        self._results["out_report"] = str(out)
+        return runtime
+
+
+class _CandidateRDMPlotInputSpec(BaseInterfaceInputSpec):
+    candidate_rdms = File(exists=True, mandatory=True, desc="L x T x T float32 (.npy)")
+    candidate_info = File(exists=True, mandatory=True, desc="JSON from CandidateRDMs")
+
+
+class CandidateRDMPlot(SimpleInterface):
+    """The candidate RDM of every layer side by side (the study's Fig. 5), as SVG."""
+
+    input_spec = _CandidateRDMPlotInputSpec
+    output_spec = _PlotOutputSpec
+
+    def _run_interface(self, runtime):
+        import json
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        from bidsapp.reports.figures import plot_candidate_rdms
+
+        info = json.loads(Path(self.inputs.candidate_info).read_text())
+        figure = plot_candidate_rdms(np.load(self.inputs.candidate_rdms), info["Layers"])
+        out = Path(runtime.cwd) / "candidate_rdms.svg"
         figure.savefig(out, bbox_inches="tight", format="svg")
         plt.close(figure)
         self._results["out_report"] = str(out)

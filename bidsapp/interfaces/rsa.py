@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -95,10 +96,16 @@ class _SearchlightChunkInputSpec(BaseInterfaceInputSpec):
     chunk = traits.Tuple(traits.Int, traits.Int, mandatory=True)
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
     n_jobs = traits.Int(1, usedefault=True, desc="threads for the CPU engine")
+    n_permutations = traits.Int(0, usedefault=True,
+                                desc="trial-block permutations of the null; 0: no null")
+    seed = traits.Int(0, usedefault=True, desc="seed of the permutations, same for every chunk")
+    candidate_info = File(exists=True, desc="JSON from CandidateRDMs (trial lengths); "
+                                            "needed for the null")
 
 
 class _SearchlightChunkOutputSpec(TraitedSpec):
     correlations = File(exists=True, desc="n_chunk_centers x L float32 (.npy)")
+    null = File(desc="permutation null of the chunk (.npz: max_r K x n, block_orders)")
 
 
 class SearchlightChunk(SimpleInterface):
@@ -121,7 +128,53 @@ class SearchlightChunk(SimpleInterface):
         out = Path(runtime.cwd) / f"correlations_{start:07d}.npy"
         np.save(out, result)
         self._results["correlations"] = str(out)
+        if self.inputs.n_permutations > 0:
+            self._results["null"] = self._null(patterns, np.asarray(nbrs), rdms, start,
+                                               Path(runtime.cwd))
         return runtime
+
+    def _null(self, patterns, nbrs, rdms, start, cwd):
+        import functools
+        import logging
+
+        import numpy as np
+
+        from bidsapp.rsa import searchlight
+        from bidsapp.stats import participant_null
+
+        if not isdefined(self.inputs.candidate_info):
+            raise ValueError("candidate_info is needed to compute the permutation null")
+        info = json.loads(Path(self.inputs.candidate_info).read_text())
+        lengths = trial_lengths(info)
+        logging.getLogger("bidsapp").info(
+            "Permutation null: %d trial-block permutations of %d trials for %d centers",
+            self.inputs.n_permutations, len(lengths), len(nbrs))
+        null = participant_null(
+            patterns, nbrs, rdms, lengths, self.inputs.n_permutations, self.inputs.seed,
+            functools.partial(searchlight, device=self.inputs.device, n_jobs=self.inputs.n_jobs))
+        out = cwd / f"null_{start:07d}.npz"
+        np.savez(out, max_r=null.max_r, block_orders=null.block_orders)
+        return str(out)
+
+
+def trial_lengths(info: dict) -> list[int]:
+    """Return the TRs each stacked trial keeps after the dropped seconds, in stacked order.
+
+    Parameters
+    ----------
+    info : dict
+        The JSON written by :class:`bidsapp.interfaces.features.CandidateRDMs`
+        (``TrialTRs``, ``StimulusOrder``, ``RepetitionTime``, ``DropSeconds``).
+
+    Returns
+    -------
+    list of int
+        One length per trial; they sum to ``NumberOfTRs``.
+    """
+    from bidsapp.rsa.stacking import n_dropped
+
+    drop = n_dropped(info["RepetitionTime"], info["DropSeconds"])
+    return [int(info["TrialTRs"][stim]) - drop for stim in info["StimulusOrder"]]
 
 
 class _MergeMapsInputSpec(BaseInterfaceInputSpec):
@@ -129,6 +182,8 @@ class _MergeMapsInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True)
     candidate_info = File(exists=True, mandatory=True)
     searchlight_size = traits.Int(100, usedefault=True)
+    nulls = InputMultiObject(File(exists=True), desc="the chunks' permutation nulls, in order")
+    seed = traits.Int(desc="seed the nulls were drawn with (for the sidecar)")
 
 
 class _MergeMapsOutputSpec(TraitedSpec):
@@ -139,6 +194,8 @@ class _MergeMapsOutputSpec(TraitedSpec):
     bestlayer_map = File(exists=True, desc="1-based index of the layer with maximum r")
     bestlayer_tsv = File(exists=True, desc="dseg lookup table")
     meta = traits.Dict(desc="common sidecar: parameters and weights")
+    null_map = File(desc="4-D permutation null of the maximum r, one volume per permutation")
+    null_meta = traits.Dict(desc="sidecar of the null")
 
 
 class MergeMaps(SimpleInterface):
@@ -179,4 +236,32 @@ class MergeMaps(SimpleInterface):
             maxcorr_map=str(cwd / "maxcorr_r.nii.gz"), bestlayer_map=str(cwd / "bestlayer.nii.gz"),
             bestlayer_tsv=str(cwd / "bestlayer.tsv"), meta=meta,
         )
+        if isdefined(self.inputs.nulls) and self.inputs.nulls:
+            self._merge_nulls(mask, mask_img, info, meta, cwd)
         return runtime
+
+    def _merge_nulls(self, mask, mask_img, info, meta, cwd):
+        import nibabel as nb
+        import numpy as np
+
+        chunks = [np.load(f) for f in self.inputs.nulls]
+        orders = chunks[0]["block_orders"]
+        if any(not np.array_equal(c["block_orders"], orders) for c in chunks[1:]):
+            # Each null volume must be one whole-brain permutation (docs/statistics.md).
+            raise RuntimeError("The searchlight chunks drew different permutations")
+        max_r = np.concatenate([c["max_r"] for c in chunks], axis=1)  # K x n_centers
+        volume = np.zeros((*mask.shape, max_r.shape[0]), dtype=np.float32)
+        volume[mask] = max_r.T
+        header = mask_img.header.copy()
+        header.set_data_dtype(np.float32)
+        path = cwd / "maxnull_r.nii.gz"
+        nb.Nifti1Image(volume, mask_img.affine, header).to_filename(path)
+        null_meta = {
+            **meta, "Statistic": "maximum over layers of the Spearman r with candidate RDMs "
+                                 "whose trials were permuted (one volume per permutation)",
+            "NumberOfPermutations": int(max_r.shape[0]), "PermutationScheme": "trial-blocks",
+            "TrialLengths": trial_lengths(info), "BlockOrders": orders.tolist(),
+        }
+        if isdefined(self.inputs.seed):
+            null_meta["RandomSeed"] = int(self.inputs.seed)
+        self._results.update(null_map=str(path), null_meta=null_meta)

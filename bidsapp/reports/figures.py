@@ -304,6 +304,9 @@ def plot_layer_maps(layer_imgs: Sequence[nib.spatialimages.SpatialImage],
     for k, img in enumerate(layer_imgs):
         row, col = divmod(k, n_cols)
         rect = (col / n_cols, 1.0 - (row + 1) / n_rows, 1.0 / n_cols, 1.0 / n_rows)
+        # NaN marks voxels outside the mask; 0 draws them the same and warns no one.
+        img = nib.Nifti1Image(np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32)),
+                              img.affine)
         plotting.plot_glass_brain(img, display_mode="z", plot_abs=False, cmap="RdBu_r",
                                   vmin=-vmax, vmax=vmax, colorbar=False, figure=fig,
                                   axes=rect, title=f"{k + 1}. {layer_names[k]}")

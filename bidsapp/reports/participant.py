@@ -139,7 +139,8 @@ def write_participant_report(
     confounds : sequence of str or Path, optional
         ``desc-confounds_timeseries.tsv`` files, one per run.
     candidate_rdms : numpy.ndarray or str or Path, optional
-        (L, T, T) candidate RDMs, or a ``.npy`` file holding them.
+        (L, T, T) candidate RDMs, a ``.npy`` file holding them, or their figure as an
+        ``.svg`` file (the participant workflow's ``desc-candidates_rdm.svg``).
     summary : mapping, optional
         More rows for the data summary (runs, TR, tasks, ...), shown as given.
     warnings : sequence of str, optional
@@ -184,7 +185,9 @@ def write_participant_report(
     body += _motion_sections([Path(p) for p in confounds], tr) or [
         '<p class="note">No confounds files.</p>']
     body.append("<h2>Candidate RDMs</h2>")
-    if candidate_rdms is not None:
+    if isinstance(candidate_rdms, str | Path) and str(candidate_rdms).endswith(".svg"):
+        body.append(inline_svg(candidate_rdms))
+    elif candidate_rdms is not None:
         rdms = (np.load(candidate_rdms) if isinstance(candidate_rdms, str | Path)
                 else np.asarray(candidate_rdms))
         rdm_names = names if len(names) == len(rdms) else [f"layer {k + 1}"

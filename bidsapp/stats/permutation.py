@@ -109,7 +109,8 @@ def block_permutations(
         raise BadDataError(
             f"No two trials have the same length (TRs per trial: {lengths.tolist()}), so "
             "whole trials cannot be permuted without moving trial boundaries",
-            fix="cut the stimuli to a common length, or skip the permutation test",
+            fix="cut the stimuli to a common length, or skip the permutation test "
+                "(--n-permutations 0; the group level then runs the study's test only)",
         )
     rng = np.random.default_rng(seed)
     orders = np.tile(np.arange(lengths.size), (n_permutations, 1))

@@ -104,8 +104,16 @@ def run_participant(config: Config) -> int:
     int
         0 on success.
     """
+    from bidsapp.workflows.reporting import recorded_warnings
+
+    with recorded_warnings() as warnings:
+        return _run_participant(config, warnings)
+
+
+def _run_participant(config: Config, warnings: list[str]) -> int:
     from bidsapp.bids import collect_participants, open_layout
     from bidsapp.bids.derivatives import write_dataset_description
+    from bidsapp.templates import get_template
 
     _prepare_dir(config.output_dir, "output folder")
     work_dir = config.resolved_work_dir
@@ -120,14 +128,28 @@ def run_participant(config: Config) -> int:
         runs = ", ".join(r.path.name for r in subject.bold)
         LOGGER.info("sub-%s: T1w %s; %d BOLD run(s): %s; %d stimuli", subject.subject,
                     subject.t1w.name, len(subject.bold), runs, len(subject.stimuli))
+    # An unknown or uncached template must stop the run before anything is written.
+    get_template(config.output_space)
     write_dataset_description(config.output_dir, config.bids_dir)
     saved = _save_config(config)
     LOGGER.info("Configuration saved to %s", saved)
 
+    from bidsapp.reports import write_citation
     from bidsapp.workflows.participant import init_participant_wf
+    from bidsapp.workflows.reporting import workflow_descriptions, write_participant_reports
 
     workflow = init_participant_wf(config, subjects)
-    return _run_workflow(workflow, config)
+    code = _run_workflow(workflow, config)
+    if plugin_settings(config)["plugin"].endswith("Graph"):
+        # Graph plugins return once the jobs are queued; the outputs do not exist yet.
+        LOGGER.info("Jobs submitted. When they have finished, run the same command without "
+                    "--use-plugin: it reuses their results and writes the reports.")
+        return code
+    write_participant_reports(config, subjects, warnings)
+    citation = write_citation(config.output_dir, workflow_descriptions(workflow),
+                              section="participant")
+    LOGGER.info("Methods text: %s", citation)
+    return code
 
 
 def _run_workflow(workflow, config: Config) -> int:

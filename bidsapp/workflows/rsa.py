@@ -46,8 +46,13 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
         One Spearman r map per layer.
     maxcorr_map, bestlayer_map
         Maximum r over layers and the winning layer.
+
+    With ``config.n_permutations`` > 0 each chunk also computes its part of the
+    participant's permutation null (the same trial orders in every chunk, from
+    :func:`bidsapp.stats.participant_seed`), written as ``desc-maxnull_stat-r_statmap``.
     """
     from bidsapp.bids.derivatives import DerivativesDataSink
+    from bidsapp.interfaces.reports import CandidateRDMPlot
     from bidsapp.interfaces.rsa import MergeMaps, PreparePatterns, SearchlightChunk
 
     workflow = pe.Workflow(name=name)
@@ -71,11 +76,23 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
         stimuli=[[t.stim_file for t in run.trials] for run in runs],
         searchlight_size=config.searchlight_size, chunk_centers=chunk_centers),
         name="prepare_patterns", mem_gb=4)
-    chunk = pe.MapNode(SearchlightChunk(device=config.device,
-                                        n_jobs=config.omp_nthreads or 1),
+    from bidsapp.stats import participant_seed
+
+    seed = participant_seed(config.random_seed, runs[0].entities["subject"])
+    n_perm = config.n_permutations
+    if n_perm:
+        workflow.__desc__ += (
+            f" To test the maximum over layers without bias, a null was built for each "
+            f"participant from {n_perm} permutations of whole trials of the candidate RDMs "
+            "(rows and columns reordered together, the target RDMs unchanged), keeping the "
+            "maximum over layers of each permutation's searchlight correlations."
+        )
+    chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
+                                        seed=seed, n_jobs=config.omp_nthreads or 1),
                        iterfield=["chunk"], name="searchlight", mem_gb=2,
                        n_procs=config.omp_nthreads or 1)
-    merge = pe.Node(MergeMaps(searchlight_size=config.searchlight_size), name="merge_maps")
+    merge = pe.Node(MergeMaps(searchlight_size=config.searchlight_size, seed=seed),
+                    name="merge_maps")
 
     source = str(runs[0].path)
     base = {"base_directory": str(config.output_dir), "source_file": source,
@@ -94,7 +111,21 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
                           name="ds_bestlayer_tsv", run_without_submitting=True)
     ds_mask = pe.Node(DerivativesDataSink(suffix="mask", desc="searchlight", **nifti),
                       name="ds_mask", run_without_submitting=True)
+    rdm_plot = pe.Node(CandidateRDMPlot(), name="candidate_rdm_plot", mem_gb=1)
+    ds_rdm_plot = pe.Node(DerivativesDataSink(
+        base_directory=str(config.output_dir), source_file=source,
+        dismiss_entities=("run", "echo"), desc="candidates", suffix="rdm", datatype="figures"),
+        name="ds_candidate_rdm_plot", run_without_submitting=True)
 
+    if n_perm:
+        ds_null = pe.Node(DerivativesDataSink(suffix="statmap", allowed_entities=("stat",),
+                                              stat="r", desc="maxnull", **nifti),
+                          name="ds_maxnull", run_without_submitting=True)
+        workflow.connect([
+            (inputnode, chunk, [("candidate_info", "candidate_info")]),
+            (chunk, merge, [("null", "nulls")]),
+            (merge, ds_null, [("null_map", "in_file"), ("null_meta", "meta_dict")]),
+        ])
     workflow.connect([
         (inputnode, prepare, [("bold_files", "bold_files"), ("mask_file", "mask_file"),
                               ("start_times", "start_times"),
@@ -110,6 +141,9 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
         (merge, ds_best, [("bestlayer_map", "in_file")]),
         (merge, ds_best_tsv, [("bestlayer_tsv", "in_file")]),
         (inputnode, ds_mask, [("mask_file", "in_file")]),
+        (inputnode, rdm_plot, [("candidate_rdms", "candidate_rdms"),
+                               ("candidate_info", "candidate_info")]),
+        (rdm_plot, ds_rdm_plot, [("out_report", "in_file")]),
         (merge, outputnode, [("layer_maps", "layer_maps"), ("maxcorr_map", "maxcorr_map"),
                              ("bestlayer_map", "bestlayer_map")]),
     ])

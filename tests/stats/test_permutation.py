@@ -106,10 +106,7 @@ def test_participant_null_checks_shapes(synthetic, small_participant):
 
 
 def test_participant_null_with_the_app_engine(synthetic, small_participant):
-    try:
-        engine = importlib.import_module("bidsapp.rsa.searchlight").searchlight
-    except (ImportError, AttributeError):
-        pytest.skip("bidsapp.rsa.searchlight is not available yet")
+    engine = importlib.import_module("bidsapp.rsa.searchlight").searchlight
     design, patterns, neighbors, candidates = small_participant
     ours = participant_null(patterns, neighbors, candidates, design.trial_lengths, 4, 5,
                             lambda p, n, c: engine(p, n, c, device="cpu"))
@@ -150,3 +147,25 @@ def test_group_pvalues_shape_checks():
         group_permutation_pvalues(np.zeros((2, 5)), [np.zeros((3, 5))])
     with pytest.raises(ValueError):
         group_permutation_pvalues(np.zeros((2, 5)), [np.zeros((3, 5)), np.zeros((3, 4))])
+
+
+def test_same_random_seed_gives_identical_maps_and_null(small_participant):
+    # --random-seed reproducibility: the maps are deterministic, the null depends on the
+    # seed only (through participant_seed), bit for bit.
+    from bidsapp.rsa.searchlight import searchlight
+
+    design, patterns, neighbors, candidates = small_participant
+
+    def run(seed):
+        maps = searchlight(patterns, neighbors, candidates, device="cpu")
+        null = participant_null(patterns, neighbors, candidates, design.trial_lengths, 6,
+                                participant_seed(seed, "01"),
+                                lambda p, n, c: searchlight(p, n, c, device="cpu"))
+        return maps, null
+
+    (maps_a, null_a), (maps_b, null_b) = run(7), run(7)
+    np.testing.assert_array_equal(maps_a, maps_b)
+    np.testing.assert_array_equal(null_a.max_r, null_b.max_r)
+    np.testing.assert_array_equal(null_a.block_orders, null_b.block_orders)
+    other = run(8)[1]
+    assert not np.array_equal(other.block_orders, null_a.block_orders)

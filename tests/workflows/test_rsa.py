@@ -17,7 +17,8 @@ def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
 
     out = tmp_path / "out"
     config = parse_args([str(bids_root), str(out), "participant", "--participant-label", "01",
-                         "--searchlight-size", "27", "--device", "cpu"])
+                         "--searchlight-size", "27", "--device", "cpu",
+                         "--n-permutations", "5", "--random-seed", "3"])
     subject = collect_participants(open_layout(bids_root), config)[0]
     rdms = CandidateRDMs(stimuli={k: str(v) for k, v in subject.stimuli.items()},
                          repetition_time=2.0, cache_dir=str(out / "features"), device="cpu")
@@ -56,3 +57,31 @@ def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
     np.testing.assert_array_equal(best[finite], np.nanargmax(r, axis=-1)[finite] + 1)
     lookup = (func / f"{prefix}_desc-bestlayer_dseg.tsv").read_text().splitlines()
     assert lookup[0] == "index\tname" and lookup[1] == "1\tconv1" and len(lookup) == 11
+
+    # The permutation null, computed chunk by chunk (200 centers each), is the null of
+    # the whole mask at once: every chunk drew the same trial orders.
+    from functools import partial
+
+    from bidsapp.interfaces.rsa import trial_lengths
+    from bidsapp.rsa import searchlight
+    from bidsapp.stats import participant_null, participant_seed
+
+    null_file = func / f"{prefix}_desc-maxnull_stat-r_statmap.nii.gz"
+    null_meta = json.loads(null_file.with_name(null_file.name[:-7] + ".json").read_text())
+    null = np.asanyarray(nb.load(null_file).dataobj)
+    assert null.shape == (8, 8, 8, 5) and null.dtype == np.float32
+    assert null_meta["NumberOfPermutations"] == 5
+    assert null_meta["RandomSeed"] == participant_seed(3, "01")
+    prepared = tmp_path / "work" / "rsa_wf" / "prepare_patterns"
+    patterns = np.load(prepared / "patterns.npy")
+    nbrs = np.load(prepared / "neighbors.npy")
+    info = json.loads(open(rdms_result.outputs.info).read())
+    assert sum(null_meta["TrialLengths"]) == patterns.shape[0] == info["NumberOfTRs"]
+    assert null_meta["TrialLengths"] == trial_lengths(info)
+    direct = participant_null(patterns, nbrs, np.load(rdms_result.outputs.candidate_rdms),
+                              trial_lengths(info), 5, participant_seed(3, "01"),
+                              partial(searchlight, device="cpu"))
+    np.testing.assert_array_equal(direct.block_orders, null_meta["BlockOrders"])
+    np.testing.assert_allclose(null.reshape(-1, 5), direct.max_r.T, atol=1e-6)
+    assert np.all(np.abs(null) <= 1.0)
+    assert (out / "sub-01" / "figures" / "sub-01_task-music_desc-candidates_rdm.svg").is_file()
