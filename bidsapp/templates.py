@@ -199,7 +199,8 @@ def get_template(space: str, *, seed_nilearn: bool = True) -> TemplateFiles:
     if space not in known_templates():
         raise UsageError(
             f"TemplateFlow knows no template named {space!r}",
-            fix="give a TemplateFlow identifier such as MNI152NLin2009cAsym (default) or "
+            fix="give --output-space a TemplateFlow identifier such as MNI152NLin2009cAsym "
+                "(default) or "
                 f"{NILEARN_SPACE}; 'bidsapp templates list' shows those in the cache",
         )
     paths = {key: _query(space, key) for key in _QUERIES}

@@ -367,10 +367,17 @@ def _missing_slice_timing(ctx):
     # SliceTiming is optional: the run must go on.  Once collection is over, the test
     # interrupts it (Ctrl-C) instead of waiting minutes for preprocessing.
     ctx.interrupt_after = "sub-01: T1w sub-01_T1w.nii.gz; 2 BOLD run(s)"
-    return ctx.participant("--participant-label", "01", "--nprocs", "1")
+    return ctx.participant("--participant-label", "01", "--nprocs", "1",
+                           "--output-space", "MNI152NLin2009aSym")
+
+
+def _unknown_output_space(ctx):
+    return ctx.participant("--output-space", "MNI999Unknown")
 
 
 CASES: dict[str, Case] = {
+    "unknown_output_space": Case(64, _unknown_output_space, ("MNI999Unknown",),
+                                 "--output-space"),
     "missing_t1w": Case(66, _missing_t1w, ("sub-01 has no T1w", "File: {bids}/sub-01/anat"),
                         "sub-01/anat/sub-01_T1w.nii.gz"),
     "corrupt_t1w": Case(65, _corrupt_t1w, ("T1w image cannot be read",
