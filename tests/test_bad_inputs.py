@@ -74,9 +74,13 @@ class Ctx:
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def participant(self, *extra) -> list:
-        """The participant-level command line, validator off (its own test is elsewhere)."""
+        """The participant-level command line, validator off (its own test is elsewhere).
+
+        The template is the one bidsapp seeds from nilearn, so that the cases that get
+        past the input checks fail where they are meant to, not on an uncached default.
+        """
         return [self.bids, self.out, "participant", "--skip-bids-validation", "-w",
-                self.work, *extra]
+                self.work, "--output-space", "MNI152NLin2009aSym", *extra]
 
     def fmt(self, text: str) -> str:
         """Fill ``{bids}``, ``{out}``, ``{root}`` and ``{work}`` in an expected text."""
@@ -367,8 +371,7 @@ def _missing_slice_timing(ctx):
     # SliceTiming is optional: the run must go on.  Once collection is over, the test
     # interrupts it (Ctrl-C) instead of waiting minutes for preprocessing.
     ctx.interrupt_after = "sub-01: T1w sub-01_T1w.nii.gz; 2 BOLD run(s)"
-    return ctx.participant("--participant-label", "01", "--nprocs", "1",
-                           "--output-space", "MNI152NLin2009aSym")
+    return ctx.participant("--participant-label", "01", "--nprocs", "1")
 
 
 def _unknown_output_space(ctx):
@@ -598,6 +601,20 @@ def _has_default_weights(env: dict) -> bool:
                for name in ("resnet18_mtt50.safetensors", UNTRAINED))
 
 
+def _seed_templates(home: str) -> None:
+    from bidsapp.templates import NILEARN_SPACE, get_template
+
+    saved = os.environ.get("TEMPLATEFLOW_HOME")
+    os.environ["TEMPLATEFLOW_HOME"] = home
+    try:
+        get_template(NILEARN_SPACE)
+    finally:
+        if saved is None:
+            os.environ.pop("TEMPLATEFLOW_HOME", None)
+        else:
+            os.environ["TEMPLATEFLOW_HOME"] = saved
+
+
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
     """Run every selected case concurrently and return the outcomes by case name."""
@@ -612,6 +629,9 @@ def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
         from bidsapp.audio.weights import init_untrained
 
         env["BIDSAPP_MODELS_DIR"] = str(init_untrained(base / "models").parent)
+    # One TemplateFlow cache for every case, seeded here once: the cases run concurrently.
+    env["TEMPLATEFLOW_HOME"] = str(base / "templateflow")
+    _seed_templates(env["TEMPLATEFLOW_HOME"])
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         futures = {name: pool.submit(_run_case, name, base / name, env) for name in selected}
         return {name: future.result() for name, future in futures.items()}
