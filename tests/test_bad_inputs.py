@@ -374,11 +374,19 @@ def _missing_slice_timing(ctx):
     return ctx.participant("--participant-label", "01", "--nprocs", "1")
 
 
+def _cuda_without_gpu(ctx):
+    if Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists():
+        raise Unsupported("this machine has an NVIDIA driver: --device cuda may work here")
+    return ctx.participant("--device", "cuda")
+
+
 def _unknown_output_space(ctx):
     return ctx.participant("--output-space", "MNI999Unknown")
 
 
 CASES: dict[str, Case] = {
+    "cuda_without_gpu": Case(69, _cuda_without_gpu, ("--device cuda", "sees none"),
+                             "--device auto"),
     "unknown_output_space": Case(64, _unknown_output_space, ("MNI999Unknown",),
                                  "--output-space"),
     "missing_t1w": Case(66, _missing_t1w, ("sub-01 has no T1w", "File: {bids}/sub-01/anat"),

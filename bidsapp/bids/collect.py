@@ -216,23 +216,7 @@ def collect_participants(layout, config) -> list[SubjectData]:
                         filters=config.bids_filters)
         for subject in subjects
     ]
-    _check_network_weights()
     return collected
-
-
-def _check_network_weights() -> None:
-    """Check the weights of the network that encodes the stimuli, with the stimuli.
-
-    The weights come from ``$BIDSAPP_MODELS_DIR`` (or ``models/``), not from the dataset,
-    and the network first runs after preprocessing; a truncated or foreign weights file
-    must stop the run here instead.  Checked after the dataset, whose errors are the
-    common ones, because loading torch for this check takes seconds.
-    """
-    from bidsapp.audio.weights import check_weights
-
-    info = check_weights()
-    LOGGER.info("Network weights: %s (%s, sha256 %s...)", info["path"], info["status"],
-                info["sha256"][:12])
 
 
 def collect_subject(layout, subject: str, *, tasks: list[str],

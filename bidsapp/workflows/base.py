@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 
 from bidsapp.config import Config
-from bidsapp.errors import BidsAppError, CannotWriteError, MissingInputError, UsageError
+from bidsapp.errors import (
+    BidsAppError,
+    CannotWriteError,
+    MissingInputError,
+    NotAvailableError,
+    UsageError,
+)
 
 LOGGER = logging.getLogger("bidsapp")
 
@@ -111,6 +117,7 @@ def run_participant(config: Config) -> int:
 
 
 def _run_participant(config: Config, warnings: list[str]) -> int:
+    from bidsapp.audio.weights import check_weights
     from bidsapp.bids import collect_participants, open_layout
     from bidsapp.bids.derivatives import write_dataset_description
     from bidsapp.templates import get_template
@@ -128,8 +135,15 @@ def _run_participant(config: Config, warnings: list[str]) -> int:
         runs = ", ".join(r.path.name for r in subject.bold)
         LOGGER.info("sub-%s: T1w %s; %d BOLD run(s): %s; %d stimuli", subject.subject,
                     subject.t1w.name, len(subject.bold), runs, len(subject.stimuli))
-    # An unknown or uncached template must stop the run before anything is written.
+    # The weights come from the install, not the dataset, and the network first runs after
+    # preprocessing; like an unknown or uncached template they must stop the run before
+    # anything is written.  Checked after the dataset, whose errors are the common ones,
+    # because loading torch takes seconds.
+    info = check_weights()
+    LOGGER.info("Network weights: %s (%s, sha256 %s...)", info["path"], info["status"],
+                info["sha256"][:12])
     get_template(config.output_space)
+    _check_device(config.device)
     write_dataset_description(config.output_dir, config.bids_dir)
     saved = _save_config(config)
     LOGGER.info("Configuration saved to %s", saved)
@@ -150,6 +164,23 @@ def _run_participant(config: Config, warnings: list[str]) -> int:
                               section="participant")
     LOGGER.info("Methods text: %s", citation)
     return code
+
+
+def _check_device(device: str) -> None:
+    """Stop before any work when ``--device cuda`` names a GPU that is not there (exit 69).
+
+    Otherwise the network would fail on it only after the preprocessing, minutes later.
+    """
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise NotAvailableError(
+            f"--device {device} asks for a CUDA GPU, but torch sees none on this machine",
+            fix="use --device auto (GPU when present, else CPU) or --device cpu; in "
+                "Apptainer/Singularity pass --nv, in Docker --gpus all",
+        )
 
 
 def _run_workflow(workflow, config: Config) -> int:
