@@ -43,6 +43,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
+from tree_helpers import set_read_only
 
 from bidsapp.demo import write_tiny_dataset
 
@@ -524,14 +525,6 @@ def _tree(root: Path) -> dict[str, tuple]:
     return entries
 
 
-def _set_read_only(root: Path, read_only: bool) -> None:
-    for path in [root, *root.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o555 if read_only else 0o755)
-        else:
-            path.chmod(0o444 if read_only else 0o644)
-
-
 def _command(ctx: Ctx, args: list) -> list[str]:
     args = [str(a) for a in args]
     if ctx.file_size_limit is None:
@@ -578,7 +571,7 @@ def _run_case(name: str, case_root: Path, base_env: dict) -> Outcome:
             cleanup()
         return outcome
     # The app must never write into the dataset; outside root this makes sure it cannot.
-    _set_read_only(ctx.bids, True)
+    set_read_only(ctx.bids, True)
     try:
         outcome.bids_before = _tree(ctx.bids)
         outcome.out_before = _tree(ctx.out) if ctx.out.exists() else None
@@ -597,7 +590,7 @@ def _run_case(name: str, case_root: Path, base_env: dict) -> Outcome:
         outcome.out_after = _tree(ctx.out) if ctx.out.exists() else None
         outcome.work_files = [p for p in ctx.work.rglob("*") if not p.is_dir()]
     finally:
-        _set_read_only(ctx.bids, False)
+        set_read_only(ctx.bids, False)
         for cleanup in reversed(ctx.cleanups):
             cleanup()
     return outcome

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
+from tree_helpers import set_read_only
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -54,14 +54,6 @@ def start_app(cwd: Path, log: Path, *args) -> subprocess.Popen:
 def finish(proc: subprocess.Popen, log: Path, timeout: float = 3000) -> None:
     """Wait for a run and fail with its log unless it exited 0."""
     assert proc.wait(timeout=timeout) == 0, log.read_text()[-5000:]
-
-
-def set_read_only(root: Path, read_only: bool) -> None:
-    """Make a folder tree read-only (or writable again, for pytest's clean-up)."""
-    for path in [root, *root.rglob("*")]:
-        mode = path.stat().st_mode
-        write = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
-        path.chmod(mode & ~write if read_only else mode | stat.S_IWUSR)
 
 
 def same_outputs(a: Path, b: Path) -> None:

@@ -60,6 +60,15 @@ def registration_overlay(*, after: str | None = None, after_label: str = "refere
     return node
 
 
+def _save_svg(figure, path: Path) -> str:
+    """Write a reportlet figure as SVG, free its memory and return the path."""
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, bbox_inches="tight", format="svg")
+    plt.close(figure)
+    return str(path)
+
+
 class _MotionPlotInputSpec(BaseInterfaceInputSpec):
     confounds_file = File(exists=True, mandatory=True, desc="desc-confounds_timeseries.tsv")
     repetition_time = traits.Float(mandatory=True, desc="TR in seconds")
@@ -103,10 +112,7 @@ class MotionPlot(SimpleInterface):
         fd = table["framewise_displacement"].fillna(0.0).to_numpy()
         confoundplot(fd, grid[2], tr=tr, name="FD", units="mm", cutoff=[FD_THRESHOLD_MM],
                      hide_x=False)
-        out = Path(runtime.cwd) / "motion.svg"
-        figure.savefig(out, bbox_inches="tight", format="svg")
-        plt.close(figure)
-        self._results["out_report"] = str(out)
+        self._results["out_report"] = _save_svg(figure, Path(runtime.cwd) / "motion.svg")
         return runtime
 
 
@@ -139,10 +145,7 @@ class CarpetPlot(SimpleInterface):
         figure = plt.figure(figsize=(12, 7))
         fMRIPlot(data, segments, confounds=confounds, tr=self.inputs.repetition_time,
                  units={"FD": "mm"}, vlines={"FD": [FD_THRESHOLD_MM]}).plot(figure=figure)
-        out = Path(runtime.cwd) / "carpetplot.svg"
-        figure.savefig(out, bbox_inches="tight", format="svg")
-        plt.close(figure)
-        self._results["out_report"] = str(out)
+        self._results["out_report"] = _save_svg(figure, Path(runtime.cwd) / "carpetplot.svg")
         return runtime
 
 
@@ -163,15 +166,11 @@ class CandidateRDMPlot(SimpleInterface):
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         import numpy as np
 
         from bidsapp.reports.figures import plot_candidate_rdms
 
         info = json.loads(Path(self.inputs.candidate_info).read_text())
         figure = plot_candidate_rdms(np.load(self.inputs.candidate_rdms), info["Layers"])
-        out = Path(runtime.cwd) / "candidate_rdms.svg"
-        figure.savefig(out, bbox_inches="tight", format="svg")
-        plt.close(figure)
-        self._results["out_report"] = str(out)
+        self._results["out_report"] = _save_svg(figure, Path(runtime.cwd) / "candidate_rdms.svg")
         return runtime
