@@ -90,6 +90,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     perf = parser.add_argument_group("performance")
     perf.add_argument("--device", default="auto", help="auto, cpu or cuda")
     perf.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    perf.add_argument("--amp", choices=("none", "bf16"), default="none",
+                      help="bf16: bfloat16 autocast of the forward pass on CUDA (faster)")
     return parser
 
 
@@ -116,7 +118,8 @@ def train_main(argv: list[str] | None = None) -> int:
     config = TrainConfig(out_dir=str(args.out), batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, max_steps=args.steps, stop_at=stop_at,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-                         log_every=args.log_every, device=args.device, threads=args.threads)
+                         log_every=args.log_every, device=args.device, threads=args.threads,
+                         amp=args.amp)
     summary = train(train_set, validation, config)
     print(summary)
     return 0
@@ -141,7 +144,10 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=Path, default=None,
                         help="write the weights (safetensors + sidecar) into this folder")
     parser.add_argument("--status", default="trained-partial",
-                        help="status recorded in the exported sidecar")
+                        help="status recorded in the exported sidecar ('trained' for a release)")
+    parser.add_argument("--training-note", default=None,
+                        help="free text added to the sidecar's training_data (e.g. the codec "
+                             "the training audio went through)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     return parser
@@ -202,8 +208,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if args.export is not None:
         if checkpoint is None:
             raise UsageError("--export needs --checkpoint", fix="export from a run's best.pt")
+        from .export import CORPUS_TRAINING_DATA
+
+        training_data = None
+        if args.training_note:
+            training_data = {**CORPUS_TRAINING_DATA, "note": args.training_note}
         path = export_weights(model, checkpoint, args.export, status=args.status,
-                              metrics=result)
+                              metrics=result, training_data=training_data)
         result["export"] = str(path)
         print(f"exported {path}")
     if args.json is not None:

@@ -92,13 +92,66 @@ def random_crop(audio: np.ndarray, rng: np.random.Generator,
     return audio[start:start + length].astype(np.float32, copy=False)
 
 
+def batch_indices(n_clips: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """Return the clips of batch ``step``: consecutive slices of per-epoch permutations.
+
+    The draw depends only on ``(seed, step)``, so a resumed run sees exactly the batches
+    an uninterrupted run would have seen.
+
+    Parameters
+    ----------
+    n_clips : int
+        Clips in the training set.
+    batch_size : int
+        Clips per batch (36 in the study).
+    seed : int
+        The run's seed.
+    step : int
+        Zero-based step number.
+
+    Returns
+    -------
+    list of int
+    """
+    # Each pass over the clips is a fresh permutation, so every clip is used equally often.
+    indices: list[int] = []
+    position = step * batch_size
+    while len(indices) < batch_size:
+        epoch, offset = divmod(position, n_clips)
+        order = np.random.default_rng([seed, 1 << 30, epoch]).permutation(n_clips)
+        taken = order[offset:offset + batch_size - len(indices)]
+        indices += [int(i) for i in taken]
+        position += len(taken)
+    return indices
+
+
+def crop_starts(lengths: Sequence[int], seed: int, step: int,
+                crop_samples: int = WINDOW_SAMPLES) -> list[int]:
+    """Return the first sample of each crop of batch ``step`` (as :func:`random_crop` draws).
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Lengths of the batch's clips, in batch order.
+    seed, step : int
+        The run's seed and the step.
+    crop_samples : int, optional
+        Crop length.
+
+    Returns
+    -------
+    list of int
+        0 for a clip no longer than the crop (it is zero-padded instead).
+    """
+    rng = np.random.default_rng([seed, step])
+    return [0 if size <= crop_samples else int(rng.integers(0, size - crop_samples + 1))
+            for size in lengths]
+
+
 def training_batch(clip_set: ClipSet, batch_size: int, seed: int, step: int,
                    crop_samples: int = WINDOW_SAMPLES
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw batch ``step`` of a training run: random clips, each randomly cropped.
-
-    The draw depends only on ``(seed, step)``, so a resumed run sees exactly the batches
-    an uninterrupted run would have seen.
 
     Parameters
     ----------
@@ -119,27 +172,86 @@ def training_batch(clip_set: ClipSet, batch_size: int, seed: int, step: int,
         (batch, 50176) float32.
     labels, mask : numpy.ndarray
         (batch, 50) float32.
+
+    See Also
+    --------
+    batch_indices, crop_starts : the draw; :class:`DeviceClipBank` makes the same crops on
+        a GPU.
     """
-    rng = np.random.default_rng([seed, step])
-    # Each pass over the clips is a fresh permutation, so every clip is used equally often.
-    n = len(clip_set)
-    indices: list[int] = []
-    position = step * batch_size
-    while len(indices) < batch_size:
-        epoch, offset = divmod(position, n)
-        order = np.random.default_rng([seed, 1 << 30, epoch]).permutation(n)
-        taken = order[offset:offset + batch_size - len(indices)]
-        indices += [int(i) for i in taken]
-        position += len(taken)
+    indices = batch_indices(len(clip_set), batch_size, seed, step)
     if clip_set.loader is None:
         clips = [clip_set.audio(i) for i in indices]
     else:
         # Decoding (MTT mp3s) dominates a GPU step; libsndfile releases the GIL.
         with ThreadPoolExecutor(max_workers=8) as pool:
             clips = list(pool.map(clip_set.audio, indices))
-    audio = np.stack([random_crop(clip, rng, crop_samples) for clip in clips])
+    starts = crop_starts([c.size for c in clips], seed, step, crop_samples)
+    audio = np.stack([_crop(c, start, crop_samples) for c, start in
+                      zip(clips, starts, strict=True)])
     return (audio, clip_set.labels[indices].astype(np.float32),
             clip_set.mask[indices].astype(np.float32))
+
+
+def _crop(audio: np.ndarray, start: int, length: int) -> np.ndarray:
+    if audio.size <= length:
+        return np.pad(audio, (0, length - audio.size)).astype(np.float32)
+    return audio[start:start + length].astype(np.float32, copy=False)
+
+
+class DeviceClipBank:
+    """Training clips of one length held on a device and cropped there.
+
+    On a GPU the host cannot build 100 batches of 36 crops a second; with the int16
+    clips on the device a batch is one gather.
+
+    Parameters
+    ----------
+    clip_set : ClipSet
+        int16 clips in memory, all of the same length (a rendered corpus).
+    device : torch.device
+        Where to hold them.
+    """
+
+    def __init__(self, clip_set: ClipSet, device) -> None:
+        import torch
+
+        self.device = device
+        self.bank = torch.from_numpy(np.stack([np.asarray(c) for c in clip_set.clips])).to(
+            device)
+        self.labels = torch.from_numpy(clip_set.labels.astype(np.float32)).to(device)
+        self.mask = torch.from_numpy(clip_set.mask.astype(np.float32)).to(device)
+
+    @staticmethod
+    def supports(clip_set: ClipSet, crop_samples: int = WINDOW_SAMPLES) -> bool:
+        """Return whether the clips are in-memory int16 arrays of one length >= the crop."""
+        if clip_set.loader is not None or not len(clip_set):
+            return False
+        first = np.asarray(clip_set.clips[0])
+        return (first.dtype == np.int16 and first.size >= crop_samples
+                and all(np.asarray(c).shape == first.shape for c in clip_set.clips))
+
+    def batch(self, batch_size: int, seed: int, step: int, crop_samples: int = WINDOW_SAMPLES):
+        """Return the (audio, labels, mask) tensors that :func:`training_batch` would return.
+
+        Parameters
+        ----------
+        batch_size, seed, step, crop_samples : int
+            As for :func:`training_batch`.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            Audio (batch, crop) float32 scaled by 1/32768, labels and mask (batch, 50).
+        """
+        import torch
+
+        indices = batch_indices(self.bank.shape[0], batch_size, seed, step)
+        starts = crop_starts([self.bank.shape[1]] * batch_size, seed, step, crop_samples)
+        index = torch.tensor(indices, device=self.device)
+        offsets = (torch.tensor(starts, device=self.device)[:, None]
+                   + torch.arange(crop_samples, device=self.device)[None, :])
+        audio = self.bank[index[:, None], offsets].float() / 32768.0
+        return audio, self.labels[index], self.mask[index]
 
 
 def write_shard(path: str | Path, audio: np.ndarray, labels: np.ndarray,

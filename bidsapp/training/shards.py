@@ -1,6 +1,7 @@
 """Render the whole tagged corpus into compressed shards, split by musical work.
 
     python -m bidsapp.training.shards OUT_DIR [--seconds 6] [--processes 2]
+        [--clips-per-work 4 2 2]
 
 writes ``works.jsonl.gz`` (parsed scores), ``train-000.npz`` ... ``test-000.npz`` and a
 ``manifest.json`` that records every clip's spec, the sources, the split and the tags
@@ -162,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--max-works", type=int, default=None)
+    parser.add_argument("--clips-per-work", type=int, nargs=3, default=None,
+                        metavar=("TRAIN", "VALIDATION", "TEST"),
+                        help="excerpts rendered per work in each split (default 4 2 2)")
     args = parser.parse_args(argv)
+    clips_per_work = None
+    if args.clips_per_work:
+        clips_per_work = dict(zip(("train", "validation", "test"), args.clips_per_work,
+                                  strict=True))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     render_corpus(args.out_dir, seconds=args.seconds, seed=args.seed,
-                  processes=args.processes, max_works=args.max_works)
+                  processes=args.processes, max_works=args.max_works,
+                  clips_per_work=clips_per_work)
     return 0
 
 

@@ -23,13 +23,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
 from bidsapp.audio.resnet import WINDOW_SAMPLES, ResNet18Audio
 
-from .data import ClipSet, training_batch
+from .data import ClipSet, DeviceClipBank, training_batch
 from .metrics import evaluate_clips
 
 LOGGER = logging.getLogger(__name__)
@@ -61,6 +60,9 @@ class TrainConfig:
         CPU threads for torch (0 keeps torch's default).
     crop_samples : int
         Length of the random training crops (the study: 50,176 samples).
+    amp : str
+        ``none`` (float32) or ``bf16``: bfloat16 autocast of the forward pass on CUDA,
+        about twice as fast on Hopper GPUs; weights, optimiser and loss stay float32.
     """
 
     out_dir: str
@@ -78,6 +80,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     crop_samples: int = WINDOW_SAMPLES
+    amp: str = "none"
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -140,8 +143,19 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.amp not in ("none", "bf16"):
+        raise ValueError(f"amp must be 'none' or 'bf16', not {config.amp!r}")
     torch.manual_seed(config.seed)
     model = ResNet18Audio().to(device)
+    bank = None
+    if device.type == "cuda":
+        # Fixed input shapes: let cuDNN pick its fastest convolution algorithms once.
+        torch.backends.cudnn.benchmark = True
+        if DeviceClipBank.supports(train_set, config.crop_samples):
+            bank = DeviceClipBank(train_set, device)
+            LOGGER.info("Training clips held on %s (%.0f MB)", device,
+                        bank.bank.numel() * 2 / 1e6)
+    use_bf16 = config.amp == "bf16" and device.type == "cuda"
     optimizer = make_optimizer(model, config)
     state = {"step": 0, "seconds": 0.0, "best_score": -1.0, "best_step": -1, "validated": -1}
     if (out / "last.pt").is_file():
@@ -155,7 +169,8 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
     history = open(out / "history.jsonl", "a")  # noqa: SIM115 -- closed in finally
     session_start, stopped = time.monotonic(), "max_steps"
     seconds_before = state["seconds"]
-    recent: list[float] = []
+    recent: list[torch.Tensor] = []
+    logged_at, logged_step = time.monotonic(), state["step"]
 
     def checkpoint() -> None:
         state["seconds"] = seconds_before + time.monotonic() - session_start
@@ -187,25 +202,34 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
             if deadline is not None and time.time() >= deadline:
                 stopped = "stop_at"
                 break
-            audio, labels, mask = training_batch(train_set, config.batch_size, config.seed,
-                                                 state["step"], config.crop_samples)
-            tic = time.monotonic()
-            logits = model(torch.from_numpy(audio).to(device))
-            loss = masked_bce(logits, torch.from_numpy(labels).to(device),
-                              torch.from_numpy(mask).to(device))
+            if bank is not None:
+                audio, labels, mask = bank.batch(config.batch_size, config.seed, state["step"],
+                                                 config.crop_samples)
+            else:
+                audio, labels, mask = (torch.from_numpy(x).to(device) for x in training_batch(
+                    train_set, config.batch_size, config.seed, state["step"],
+                    config.crop_samples))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(audio)
+            loss = masked_bce(logits.float(), labels, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             state["step"] += 1
-            recent.append(loss.item())
+            # Kept on the device: reading the loss every step would stall a GPU.
+            recent.append(loss.detach())
             if state["step"] % config.log_every == 0:
-                rate = config.batch_size / max(time.monotonic() - tic, 1e-9)
+                mean_loss = float(torch.stack(recent).mean())
+                now = time.monotonic()
+                rate = (state["step"] - logged_step) * config.batch_size / max(
+                    now - logged_at, 1e-9)
+                logged_at, logged_step = now, state["step"]
                 fraction = state["step"] / config.max_steps
                 if deadline is not None:
                     fraction = max(fraction, (time.time() - started_at) / max(
                         deadline - started_at, 1e-9))
-                _progress(state["step"], fraction, float(np.mean(recent)), rate)
-                history.write(json.dumps({"step": state["step"], "loss": float(np.mean(recent)),
+                _progress(state["step"], fraction, mean_loss, rate)
+                history.write(json.dumps({"step": state["step"], "loss": mean_loss,
                                           "samples_per_s": rate, "time": time.time()}) + "\n")
                 history.flush()
                 recent.clear()
@@ -213,6 +237,7 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
                 checkpoint()
             if state["step"] % config.eval_every == 0:
                 validate()
+                logged_at = time.monotonic()
         validate()
         if validation_set is None:
             _save(out / "best.pt", {"model": model.state_dict(), "step": state["step"],
