@@ -207,6 +207,7 @@ def save_weights(
     status: str,
     training: dict | None = None,
     metrics: dict | None = None,
+    training_data: dict | None = None,
 ) -> Path:
     """Write weights and their sidecar, each atomically.
 
@@ -222,6 +223,9 @@ def save_weights(
         How the weights were made (data, initialisation, seed, optimiser).
     metrics : dict, optional
         Evaluation results, e.g. ``{"test_auc": 0.89}``; ``None`` for untrained weights.
+    training_data : dict, optional
+        What trained weights were trained on (``dataset``, ``tags``, ``split``, ...);
+        MagnaTagATune with the study's split by default.  Ignored for untrained weights.
 
     Returns
     -------
@@ -250,7 +254,7 @@ def save_weights(
         "layers": [{"name": layer.name, "width": layer.width} for layer in LAYERS],
         "output": "logits; sigmoid gives tag probabilities",
         "tags": list(TAGS),
-        "training_data": _TRAINING_DATA if status == "trained" else None,
+        "training_data": (training_data or _TRAINING_DATA) if status == "trained" else None,
         "training": training,
         "metrics": metrics,
     }

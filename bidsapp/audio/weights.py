@@ -112,16 +112,20 @@ def weights_info(path: str | Path | None = None) -> dict:
     Returns
     -------
     dict
-        ``path``, ``name`` (the file stem), ``status`` (``"trained"`` or ``"untrained"``)
-        and ``sha256``; verified against the file.
+        ``path``, ``name`` (the file stem), ``status`` (``"trained"`` or ``"untrained"``),
+        ``sha256`` (verified against the file) and ``training_data``: the data set the
+        weights were trained on (the sidecar's ``training_data.dataset``), or ``None``.
     """
     path = Path(path) if path is not None else default_weights_path()
     meta = read_sidecar(path)
+    training_data = meta.get("training_data")
     return {
         "path": str(path),
         "name": path.stem,
         "status": meta["status"],
         "sha256": meta["sha256"],
+        "training_data": (training_data or {}).get("dataset") if isinstance(
+            training_data, dict) else None,
     }
 
 

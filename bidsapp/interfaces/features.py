@@ -58,7 +58,8 @@ class CandidateRDMs(SimpleInterface):
         info = {"Layers": list(LAYER_NAMES), "StimulusOrder": order, "TrialTRs": trial_trs,
                 "RepetitionTime": tr, "DropSeconds": self.inputs.drop_seconds,
                 "NumberOfTRs": int(rdms.shape[1]), "WeightsSHA256": weights["sha256"],
-                "WeightsStatus": weights["status"]}
+                "WeightsStatus": weights["status"],
+                "WeightsTrainingData": weights["training_data"]}
         info_file = Path(runtime.cwd) / "candidate_rdms.json"
         info_file.write_text(json.dumps(info, indent=2))
         self._results.update(candidate_rdms=str(out), stimulus_order=order,

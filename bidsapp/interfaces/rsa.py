@@ -219,6 +219,7 @@ class MergeMaps(SimpleInterface):
                 "NumberOfTRs": info["NumberOfTRs"], "StimulusOrder": info["StimulusOrder"],
                 "DropSeconds": info["DropSeconds"], "WeightsSHA256": info["WeightsSHA256"],
                 "WeightsStatus": info["WeightsStatus"],
+                "WeightsTrainingData": info.get("WeightsTrainingData"),
                 "Statistic": "Spearman r between target and candidate RDM upper triangles"}
         maps, descs, metas = [], [], []
         for k, layer in enumerate(info["Layers"]):

@@ -54,13 +54,15 @@ def weights_warnings(metadata: Sequence[Mapping]) -> list[str]:
     Parameters
     ----------
     metadata : sequence of mapping
-        Sidecars with ``WeightsStatus`` and ``WeightsSHA256``.
+        Sidecars with ``WeightsStatus``, ``WeightsSHA256`` and (optionally)
+        ``WeightsTrainingData``.
 
     Returns
     -------
     list of str
-        One warning when any map was computed with untrained weights, one when the maps
-        disagree about the weights.
+        One warning when any map was computed with untrained weights, one when trained
+        weights were not trained on MagnaTagATune, one when the maps disagree about the
+        weights.
     """
     out = []
     statuses = {str(m.get("WeightsStatus")) for m in metadata if m.get("WeightsStatus")}
@@ -69,6 +71,13 @@ def weights_warnings(metadata: Sequence[Mapping]) -> list[str]:
             "The network weights are UNTRAINED (WeightsStatus 'untrained'): the layer maps "
             "show a randomly initialised ResNet-18, not learned music features. Train or "
             "install the weights before interpreting the maps."
+        )
+    sources = {str(m["WeightsTrainingData"]) for m in metadata if m.get("WeightsTrainingData")}
+    if "trained" in statuses and any("MagnaTagATune" not in src for src in sources):
+        out.append(
+            "The network was trained on " + "; ".join(sorted(sources)) + ", not on "
+            "MagnaTagATune as in the study (models/README.md): it knows instruments, drums, "
+            "tempo and loudness, but no vocals or genres beyond classical and folk."
         )
     hashes = {m.get("WeightsSHA256") for m in metadata if m.get("WeightsSHA256")}
     if len(hashes) > 1:

@@ -1,13 +1,13 @@
 """Turn a training checkpoint into a release: safetensors + sidecar via the audio part.
 
 The file is written with :func:`bidsapp.audio.weightfile.save_weights`, so its format and
-sha256 are the app's.  That function knows two statuses (``trained``, ``untrained``) and
-describes any ``trained`` file as trained on MagnaTagATune.  A network trained on the
-rendered corpus is neither, so after writing, this module corrects the sidecar's
-``status`` and ``training_data`` to what really happened (the sidecar is not covered by
-the sha256, which is of the weights file).  With a status the app does not know yet (e.g.
-``trained-partial``), :func:`bidsapp.audio.weights.load_model` refuses the file, which is
-the safe default; :func:`load_exported_model` reads it with the same checks.
+sha256 are the app's, and its sidecar records what the network was trained on
+(``training_data``: the rendered corpus unless told otherwise).  A release (status
+``trained``) is written as ``resnet18_mtt50.safetensors``, the name the app looks for
+first.  Anything else (e.g. ``trained-partial`` for an unfinished run) is written as
+``resnet18_mtt50_rendered.safetensors`` with that status in its sidecar, which
+:func:`bidsapp.audio.weights.load_model` refuses, the safe default;
+:func:`load_exported_model` reads it with the same checks.
 """
 
 from __future__ import annotations
@@ -19,12 +19,18 @@ import torch
 from safetensors.torch import load_file
 
 from bidsapp.audio.resnet import ResNet18Audio
-from bidsapp.audio.weightfile import expected_tensors, file_sha256, save_weights, sidecar_path
+from bidsapp.audio.weightfile import (
+    TRAINED_FILENAME,
+    expected_tensors,
+    file_sha256,
+    save_weights,
+    sidecar_path,
+)
 from bidsapp.errors import BadDataError, MissingInputError
 from bidsapp.io import write_json
 
 EXPORT_FILENAME = "resnet18_mtt50_rendered.safetensors"
-"""Name of the exported weights: the 50 MTT outputs, trained on the rendered corpus."""
+"""Name of exported weights that are not a release (status other than ``trained``)."""
 
 CORPUS_TRAINING_DATA = {
     "dataset": "music21 corpus rendered with FluidSynth and FluidR3_GM (bidsapp.training)",
@@ -97,7 +103,7 @@ def load_exported_model(path: str | Path, device: str | torch.device = "cpu") ->
 def export_weights(model: torch.nn.Module, checkpoint: dict, folder: str | Path, *,
                    status: str, metrics: dict | None = None,
                    training_data: dict | None = None) -> Path:
-    """Write the model as ``resnet18_mtt50_rendered.safetensors`` + sidecar into ``folder``.
+    """Write the model and its sidecar into ``folder``.
 
     Parameters
     ----------
@@ -108,8 +114,9 @@ def export_weights(model: torch.nn.Module, checkpoint: dict, folder: str | Path,
     folder : str or Path
         Output folder.
     status : str
-        ``trained`` for a finished release; anything else (``trained-partial``) marks
-        weights that must not pass for a finished release.
+        ``trained`` for a release (written as ``resnet18_mtt50.safetensors``); anything
+        else (``trained-partial``) marks weights that must not pass for a release (written
+        as ``resnet18_mtt50_rendered.safetensors``).
     metrics : dict, optional
         Held-out evaluation (:func:`bidsapp.training.metrics.tag_metrics`).
     training_data : dict, optional
@@ -122,7 +129,7 @@ def export_weights(model: torch.nn.Module, checkpoint: dict, folder: str | Path,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / EXPORT_FILENAME
+    path = folder / (TRAINED_FILENAME if status == "trained" else EXPORT_FILENAME)
     config = checkpoint.get("config", {})
     training = {
         "recipe": "Adam lr {lr}, betas ({beta1}, {beta2}), eps {eps}, batch {batch_size}, "
@@ -134,10 +141,11 @@ def export_weights(model: torch.nn.Module, checkpoint: dict, folder: str | Path,
         "generator": "bidsapp evaluate --export",
     }
     save_weights(model.state_dict(), path, status="trained", training=training,
-                 metrics=metrics)
-    # save_weights hard-codes MagnaTagATune for "trained"; record what really happened.
-    meta = json.loads(sidecar_path(path).read_text())
-    meta["status"] = status
-    meta["training_data"] = training_data or CORPUS_TRAINING_DATA
-    write_json(sidecar_path(path), meta)
+                 metrics=metrics, training_data=training_data or CORPUS_TRAINING_DATA)
+    if status != "trained":
+        # save_weights knows only the statuses the app accepts; an unfinished run's file
+        # gets its own status so that the app refuses it.
+        meta = json.loads(sidecar_path(path).read_text())
+        meta["status"] = status
+        write_json(sidecar_path(path), meta)
     return path

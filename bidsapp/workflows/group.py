@@ -512,8 +512,9 @@ def test_and_write(config: Config, arrays: GroupArrays) -> GroupSection:
             "group draws": perm.n_draws, "permutation: p threshold": f"{perm.p_threshold:.4g}",
             "random seed": config.random_seed})
     sidecars = [m for p in inputs.participants for m in p.metadata.values()]
-    for key in ("SearchlightSize", "NumberOfTRs", "WeightsStatus", "WeightsSHA256"):
-        values = sorted({str(m[key]) for m in sidecars if key in m})
+    for key in ("SearchlightSize", "NumberOfTRs", "WeightsStatus", "WeightsSHA256",
+                "WeightsTrainingData"):
+        values = sorted({str(m[key]) for m in sidecars if m.get(key) is not None})
         if values:
             parameters[key] = ", ".join(values)
     # Fig. 6 needs the shape of each distribution, not every voxel of every participant.

@@ -23,8 +23,18 @@ def test_untrained_file_and_sidecar(untrained_weights):
         "name": "resnet18_mtt50_untrained",
         "status": "untrained",
         "sha256": meta["sha256"],
+        "training_data": None,
     }
     assert oct(untrained_weights.stat().st_mode & 0o777) == "0o644"
+
+
+def test_trained_sidecar_records_its_training_data(tmp_path):
+    state = W.untrained_state()
+    default = W.save_weights(state, tmp_path / "a" / "w.safetensors", status="trained")
+    assert W.weights_info(default)["training_data"].startswith("MagnaTagATune")
+    rendered = W.save_weights(state, tmp_path / "b" / "w.safetensors", status="trained",
+                              training_data={"dataset": "rendered corpus"})
+    assert W.weights_info(rendered)["training_data"] == "rendered corpus"
 
 
 def test_untrained_generation_is_deterministic_and_idempotent(untrained_weights, tmp_path):

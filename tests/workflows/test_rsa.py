@@ -7,6 +7,7 @@ import json
 import nibabel as nb
 import numpy as np
 
+from bidsapp.audio import weights_info
 from bidsapp.bids import collect_participants, open_layout
 from bidsapp.cli.parser import parse_args
 
@@ -46,7 +47,9 @@ def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
                                                                for k in range(1, 11)]
     meta = json.loads((func / f"{prefix}_desc-layer03_stat-r_statmap.json").read_text())
     assert meta["Layer"] == "conv2_2" and meta["LayerIndex"] == 3
-    assert meta["WeightsStatus"] == "untrained" and meta["SearchlightSize"] == 27
+    weights = weights_info()
+    assert meta["WeightsStatus"] == weights["status"] and meta["SearchlightSize"] == 27
+    assert meta["WeightsTrainingData"] == weights["training_data"]
     r = np.stack([np.asanyarray(nb.load(p).dataobj) for p in layers], axis=-1)
     assert r.shape == (8, 8, 8, 10)
     assert np.nanmax(np.abs(r)) <= 1.0 and np.isfinite(r).mean() > 0.9
