@@ -7,6 +7,11 @@ GM Dice, sphere-centre error).  Goal on 2 cores: <= 30 min and <= 8 GB per subje
 
     python benchmarks/bench_preproc.py --preset study [--runs 8] [--nprocs 2]
     python benchmarks/bench_preproc.py --preset tiny --quality fast      # a quick check
+    python benchmarks/bench_preproc.py --preset study --bids DIR     # reuse a simulation
+
+``--bids`` takes a dataset written earlier by ``bidsapp simulate DIR --preset <preset>
+--seed 0 --subjects 1 --runs <runs>`` (15 min for the study preset) instead of writing it
+again; the simulation is never part of the measured time either way.
 
 Peak memory is the largest sum of the proportional set size (PSS: resident memory, shared
 pages divided among the processes sharing them) over this process and all its children,
@@ -96,6 +101,30 @@ def node_durations(work_dir: Path) -> dict[str, float]:
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
+def node_schedule(work_dir: Path, origin: float) -> dict[str, list[float]]:
+    """Start and end (s after ``origin``, a ``time.time()``) of every job, from nipype.
+
+    Shows how MultiProc packed the jobs on the cores: e.g. whether the normalization ran
+    beside the first head-motion jobs.
+    """
+    from datetime import datetime
+
+    from nipype.utils.filemanip import loadpkl
+
+    spans = {}
+    for path in work_dir.rglob("result_*.pklz"):
+        try:
+            runtime = loadpkl(path).runtime
+            start = datetime.fromisoformat(runtime.startTime).timestamp() - origin
+            end = datetime.fromisoformat(runtime.endTime).timestamp() - origin
+        except Exception:  # noqa: BLE001 - a half-written result or one without times
+            continue
+        if end - start >= 1.0:
+            name = "/".join(path.parent.relative_to(work_dir).parts[-2:])
+            spans[name] = [round(start, 1), round(end, 1)]
+    return dict(sorted(spans.items(), key=lambda kv: kv[1][0]))
+
+
 def score(bids: Path, values: dict, runs: list, output_res: float) -> dict:
     """Accuracy against the simulation's truth (see :mod:`bidsapp.preproc.validation`)."""
     import nibabel as nb
@@ -150,8 +179,16 @@ def main() -> None:
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--omp-nthreads", type=int, default=1)
     parser.add_argument("--quality", default="default", choices=["default", "fast"])
+    parser.add_argument("--interpolation", default="cubic", choices=["cubic", "trilinear"],
+                        help="of the BOLD resampling to the template")
+    parser.add_argument("--mem-gb", type=float, default=None,
+                        help="MultiProc's memory budget, as the app's --mem (default: "
+                             "nipype's, 90%% of the machine)")
+    parser.add_argument("--bids", type=Path, default=None,
+                        help="an existing simulation of this preset (seed 0, 1 subject)")
     parser.add_argument("--work", type=Path, default=Path("bench_preproc_work"))
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--note", default=None, help="stored in the result, e.g. the load")
     args = parser.parse_args()
 
     from bidsapp.templates import NILEARN_SPACE, configure_templateflow_home
@@ -173,12 +210,16 @@ def main() -> None:
     params = make_params(args.preset)
     runs = args.runs or params.runs
     started = time.monotonic()
-    bids = work / "bids"
-    # In its own process, so that its memory (the network, the 1 mm images) is not counted.
-    subprocess.run([sys.executable, str(REPO / "run.py"), "simulate", str(bids), "--preset",
-                    args.preset, "--seed", "0", "--subjects", "1", "--runs", str(runs)],
-                   check=True)
-    simulate_s = time.monotonic() - started
+    if args.bids is not None:
+        bids, simulate_s = args.bids.absolute(), None
+    else:
+        bids = work / "bids"
+        # In its own process, so that its memory (the network, the 1 mm images) is not
+        # counted.
+        subprocess.run([sys.executable, str(REPO / "run.py"), "simulate", str(bids),
+                        "--preset", args.preset, "--seed", "0", "--subjects", "1", "--runs",
+                        str(runs)], check=True)
+        simulate_s = time.monotonic() - started
     config = Config(bids_dir=bids, output_dir=work / "out", analysis_level="participant",
                     participant_label=("01",), output_space=NILEARN_SPACE,
                     output_res=params.voxel_size, nprocs=args.nprocs,
@@ -190,7 +231,7 @@ def main() -> None:
     fields = {f"anat_{f}": (anat, f)
               for f in ("t1w_preproc", "t1w2std_xfm", "ref_file", "brain_mask_std")}
     for k, run in enumerate(subject.bold):
-        bold = init_bold_wf(bold_run=run, config=config)
+        bold = init_bold_wf(bold_run=run, config=config, interpolation=args.interpolation)
         workflow.connect([(anat, bold, [(f"outputnode.{f}", f"inputnode.{f}")
                                         for f in BOLD_INPUTS if f != "bold_file"])])
         fields.update({f"run{k}_{f}": (bold, f) for f in ("hmc_xforms", "coreg_xfm", "boldref")})
@@ -200,25 +241,36 @@ def main() -> None:
     for key, (sub, field) in fields.items():
         workflow.connect(sub, f"outputnode.{field}", pack, key)
 
-    started = time.monotonic()
+    plugin_args = {"n_procs": args.nprocs, "raise_insufficient": False}
+    if args.mem_gb:
+        plugin_args["memory_gb"] = args.mem_gb
+    load_before = os.getloadavg()
+    started, started_wall = time.monotonic(), time.time()
     with PeakMemory() as memory:
-        graph = workflow.run(plugin="MultiProc", plugin_args={"n_procs": args.nprocs,
-                                                             "raise_insufficient": False})
+        graph = workflow.run(plugin="MultiProc", plugin_args=plugin_args)
     wall = time.monotonic() - started
+    load_after = os.getloadavg()
     values = next(n for n in graph.nodes() if n.name == "collect").result.outputs.fields
     result = {
         "preset": args.preset, "runs": runs, "quality": args.quality,
+        "interpolation": args.interpolation, "memory_budget_gb": args.mem_gb,
         "volumes": sum(r.n_volumes for r in subject.bold),
         "bold_shape": list(nb.load(subject.bold[0].path).shape),
         "nprocs": args.nprocs, "omp_nthreads": args.omp_nthreads,
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-        "simulate_minutes": round(simulate_s / 60, 2),
+        "simulate_minutes": None if simulate_s is None else round(simulate_s / 60, 2),
         "minutes_per_subject": round(wall / 60, 2),
         "peak_memory_gb": round(memory.peak / 1e9, 2),
         "goal": "<= 30 min and <= 8 GB per subject on 2 cores",
+        # 1, 5 and 15 min load averages of the whole machine: other users' jobs show here.
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in load_after],
         "node_seconds": {k: round(v, 1) for k, v in node_durations(config.work_dir).items()},
+        "schedule": node_schedule(config.work_dir, started_wall),
         "accuracy": score(bids, values, list(subject.bold), config.output_res),
     }
+    if args.note:
+        result["note"] = args.note
     output = args.output or RESULTS / f"bench_preproc_{args.preset}.json"
     write_json(output, result)
     print({k: v for k, v in result.items() if k != "node_seconds"})

@@ -153,7 +153,10 @@ class BiasFieldCorrection(SimpleInterface):
 
 
 class _NormalizationInputSpec(BaseInterfaceInputSpec):
-    t1w_file = File(exists=True, mandatory=True, desc="bias-corrected T1w")
+    t1w_file = File(exists=True, mandatory=True,
+                    desc="T1w: bias-corrected, or raw with bias_correct")
+    bias_correct = traits.Bool(False, usedefault=True,
+                               desc="run N4 on t1w_file first (see SpatialNormalization)")
     template_file = File(exists=True, mandatory=True, desc="template T1w, 1 mm")
     template_mask = File(exists=True, mandatory=True, desc="template brain mask, 1 mm")
     quality = traits.Enum("default", "fast", usedefault=True,
@@ -163,6 +166,8 @@ class _NormalizationInputSpec(BaseInterfaceInputSpec):
 
 
 class _NormalizationOutputSpec(TraitedSpec):
+    t1w_preproc = File(exists=True, desc="the T1w registered: bias-corrected with "
+                                         "bias_correct, else t1w_file itself")
     forward_xfm = File(exists=True, desc="from-T1w_to-<tpl>_mode-image_xfm.h5")
     inverse_xfm = File(exists=True, desc="from-<tpl>_to-T1w_mode-image_xfm.h5")
     t1w_mask = File(exists=True, desc="T1w brain mask: the template's, warped back")
@@ -170,7 +175,14 @@ class _NormalizationOutputSpec(TraitedSpec):
 
 
 class SpatialNormalization(SimpleInterface):
-    """T1w to template with ANTs SyN, and the template's brain mask warped back."""
+    """T1w to template with ANTs SyN, and the template's brain mask warped back.
+
+    With ``bias_correct``, N4 (:func:`.registration.n4_bias_correct`) runs first, in the
+    same job.  A workflow whose first anatomical step is this node has the long
+    registration ready to start with the BOLD runs' first steps: nipype's MultiProc starts
+    jobs in topological order, so an N4 node in front of it would hold the registration
+    back until every head-motion and slice-timing job had been started.
+    """
 
     input_spec = _NormalizationInputSpec
     output_spec = _NormalizationOutputSpec
@@ -180,6 +192,7 @@ class SpatialNormalization(SimpleInterface):
 
         from bidsapp.preproc.registration import (
             apply_transform,
+            n4_bias_correct,
             normalize_t1w,
             warp_template_to_t1w,
         )
@@ -187,6 +200,14 @@ class SpatialNormalization(SimpleInterface):
         t1w, template = _load(self.inputs.t1w_file), _load(self.inputs.template_file)
         template_mask = _load(self.inputs.template_mask)
         cwd = Path(runtime.cwd)
+        t1w_preproc = self.inputs.t1w_file
+        if self.inputs.bias_correct:
+            t1w = n4_bias_correct(t1w, n_threads=self.inputs.n_threads)
+            t1w_preproc = str(cwd / "t1w_preproc.nii.gz")
+            t1w.to_filename(t1w_preproc)
+            # Registered as it was written (float32), exactly what a separate N4 step
+            # would have handed over.
+            t1w = _load(t1w_preproc)
         norm = normalize_t1w(t1w, template, template_mask=template_mask, out_dir=cwd,
                              quality=self.inputs.quality, n_threads=self.inputs.n_threads,
                              seed=self.inputs.seed)
@@ -195,7 +216,8 @@ class SpatialNormalization(SimpleInterface):
         mask.to_filename(cwd / "t1w_brain_mask.nii.gz")
         apply_transform(t1w, template, norm.forward, n_threads=self.inputs.n_threads
                         ).to_filename(cwd / "t1w_space-template.nii.gz")
-        self._results.update(forward_xfm=str(norm.forward), inverse_xfm=str(norm.inverse),
+        self._results.update(t1w_preproc=str(t1w_preproc),
+                             forward_xfm=str(norm.forward), inverse_xfm=str(norm.inverse),
                              t1w_mask=str(cwd / "t1w_brain_mask.nii.gz"),
                              std_t1w=str(cwd / "t1w_space-template.nii.gz"))
         return runtime

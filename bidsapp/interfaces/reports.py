@@ -124,7 +124,11 @@ class _CarpetPlotInputSpec(BaseInterfaceInputSpec):
 
 
 class CarpetPlot(SimpleInterface):
-    """The carpet plot (Power, 2017) of the preprocessed run, with FD above it, as SVG."""
+    """The carpet plot (Power, 2017) of the preprocessed run, with FD above it, as SVG.
+
+    The rows are read from the series one volume at a time (the subsample of voxels the
+    plot shows), so memory stays at a few MB whatever the size of the series.
+    """
 
     input_spec = _CarpetPlotInputSpec
     output_spec = _PlotOutputSpec
@@ -135,13 +139,15 @@ class CarpetPlot(SimpleInterface):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import pandas as pd
-        from niworkflows.utils.timeseries import _nifti_timeseries
         from niworkflows.viz.plots import fMRIPlot
+
+        from bidsapp.preproc.carpet import carpet_timeseries
 
         table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values="n/a")
         confounds = pd.DataFrame({"FD": table["framewise_displacement"].fillna(0.0)})
-        data, segments = _nifti_timeseries(self.inputs.in_file, self.inputs.dseg,
-                                           labels=("grey matter", "", "other brain"))
+        # Only the voxels the plot draws are read (see bidsapp.preproc.carpet).
+        data, segments = carpet_timeseries(self.inputs.in_file, self.inputs.dseg,
+                                           {1: "grey matter", 3: "other brain"})
         figure = plt.figure(figsize=(12, 7))
         fMRIPlot(data, segments, confounds=confounds, tr=self.inputs.repetition_time,
                  units={"FD": "mm"}, vlines={"FD": [FD_THRESHOLD_MM]}).plot(figure=figure)

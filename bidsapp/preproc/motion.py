@@ -29,6 +29,16 @@ MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 FD_RADIUS_MM = 50.0
 """Head radius that turns rotations into displacements (Power et al., 2012)."""
 
+COLD_ITERATIONS = 20
+"""Iterations of a registration that starts from the identity (the first volume)."""
+
+ROUND_TOLERANCE_MM = 0.25
+"""A registration round that moved the pose by more than this (framewise displacement, mm)
+may have stopped short of the optimum: another round follows from where it ended."""
+
+MAX_ROUNDS = 4
+"""Most registration rounds per volume."""
+
 
 def parameters_to_matrices(parameters: np.ndarray) -> np.ndarray:
     """Return the 4 x 4 rigid matrices of motion parameters.
@@ -191,19 +201,32 @@ def _shrunk_volume(img, volume: np.ndarray, factor: int):
     return array_to_ants(volume, affine)
 
 
-def estimate_head_motion(img, *, reference=None, iterations: int = 20,
-                         sampling: float = 0.1, n_threads: int | None = 1,
+def _pose_change_mm(before: np.ndarray, after: np.ndarray) -> float:
+    """Framewise displacement (Power et al., 2012) between two rigid matrices."""
+    return float(framewise_displacement(matrices_to_parameters(np.stack([before, after])))[1])
+
+
+def estimate_head_motion(img, *, reference=None, iterations: int = 10,
+                         sampling: float = 0.1, warm_start: bool = True,
+                         max_rounds: int = MAX_ROUNDS, n_threads: int | None = 1,
                          seed: int = 0) -> HeadMotion:
     """Estimate rigid head motion by registering every volume to a reference with ANTs.
 
     Each volume is registered with ``antsRegistration`` (rigid, Mattes mutual information,
     32 bins, regular sampling of ``sampling`` of the voxels within the reference's head
     mask) at a single resolution of about 4 mm (the volumes are smoothed and subsampled
-    here, once), starting from the identity (every volume is in the same scanner space).
+    here, once).  The first volume starts from the identity (every volume is in the same
+    scanner space) with :data:`COLD_ITERATIONS` iterations; each later one, from the
+    previous volume's pose with ``iterations``, since heads move little in one TR.  A
+    registration that still moved the pose by more than :data:`ROUND_TOLERANCE_MM`
+    (framewise displacement between its start and its result) may have stopped short, so
+    it goes on for another ``iterations``, up to ``max_rounds`` in all: a sudden jerk gets
+    the iterations it needs, a still head no more than one round.
     On the simulator's runs this recovers the planted motion to 0.04 mm RMS (tiny, 4 mm
-    voxels) and 0.02 mm (study, 2.4 mm); sampling the whole field of view doubles that.
-    This is the registration ``ants.motion_correction`` runs, without its per-volume
-    resampling: the data are resampled once, later, with all transforms composed.
+    voxels) and 0.02-0.05 mm (study, 2.4 mm); sampling the whole field of view doubles
+    that.  This is the registration ``ants.motion_correction`` runs, without its
+    per-volume resampling: the data are resampled once, later, with all transforms
+    composed.
 
     Parameters
     ----------
@@ -212,9 +235,17 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 20,
     reference : nibabel.Nifti1Image, optional
         Target of the registrations; the temporal mean of ``img`` by default.
     iterations : int, optional
-        Gradient-descent iterations per volume.
+        Gradient-descent iterations of each round.
     sampling : float, optional
         Fraction of the voxels within the head mask that sample the metric.
+    warm_start : bool, optional
+        Start each volume from the previous volume's estimate (default) instead of the
+        identity.  On the first 300 volumes of a study run, 10 iterations from the
+        previous pose came within 0.043 mm RMS of the planted motion, against 0.054 mm
+        for 20 from the identity, in two thirds of the time.  Without it, every volume
+        starts from the identity with ``iterations``.
+    max_rounds : int, optional
+        Most rounds of ``iterations`` per volume (1: a single registration, as before).
     n_threads : int, optional
         ITK threads (see :func:`~bidsapp.preproc._ants.ants_environment`).  One by default:
         ITK's multithreaded metrics sum in a varying order, so only a single thread gives
@@ -231,6 +262,8 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 20,
     if reference is None:
         reference = bold_reference(img)
     shrink = _shrink_factor(img)
+    # A volume registered from the identity has the whole way to go.
+    cold_iterations = max(iterations, COLD_ITERATIONS) if warm_start else iterations
     matrices = np.empty((img.shape[3], 4, 4))
     with ants_environment(n_threads, seed), tempfile.TemporaryDirectory() as tmp:
         import ants  # after the environment: ITK reads its thread count at first use
@@ -238,6 +271,7 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 20,
         fixed = _shrunk_volume(reference, np.asarray(reference.dataobj), shrink)
         # Samples in the background only add noise to the metric.
         mask = ants.iMath(ants.get_mask(fixed), "MD", 1)
+        previous: Path | None = None  # the transform file of the last registered volume
         for k in range(img.shape[3]):
             volume = np.asarray(img.dataobj[..., k], dtype=np.float32)
             if not volume.any():
@@ -245,14 +279,33 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 20,
                 matrices[k] = matrices[k - 1] if k else np.eye(4)
                 continue
             moving = _shrunk_volume(img, volume, shrink)
-            result = ants.registration(
-                fixed, moving, type_of_transform="Rigid", initial_transform="Identity",
-                mask=mask, aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=sampling,
-                aff_iterations=(iterations,), aff_shrink_factors=(1,),
-                aff_smoothing_sigmas=(1,), outprefix=str(Path(tmp) / f"vol{k:05d}_"))
-            matrices[k] = read_ants_transform(result["fwdtransforms"][0])
-            for path in Path(tmp).glob(f"vol{k:05d}_*"):
-                path.unlink()
+            if warm_start and previous is not None:
+                start, start_matrix, steps = str(previous), matrices[k - 1], iterations
+            else:
+                start, start_matrix, steps = "Identity", np.eye(4), cold_iterations
+            for round_ in range(max(1, max_rounds)):
+                prefix = Path(tmp) / f"vol{k:05d}_{round_}_"
+                result = ants.registration(
+                    fixed, moving, type_of_transform="Rigid", initial_transform=start,
+                    mask=mask, aff_metric="mattes", aff_sampling=32,
+                    aff_random_sampling_rate=sampling, aff_iterations=(steps,),
+                    aff_shrink_factors=(1,), aff_smoothing_sigmas=(1,), outprefix=str(prefix))
+                # ANTs collapses the initial transform into the one it writes (``-z 1``).
+                written = Path(result["fwdtransforms"][0])
+                matrix = read_ants_transform(written)
+                for path in Path(tmp).glob(f"{prefix.name}*"):
+                    if path != written:
+                        path.unlink()
+                if round_:
+                    Path(start).unlink()  # this volume's previous round
+                moved = _pose_change_mm(start_matrix, matrix)
+                start, start_matrix, steps = str(written), matrix, iterations
+                if moved <= ROUND_TOLERANCE_MM:
+                    break
+            matrices[k] = matrix
+            if previous is not None:
+                previous.unlink()
+            previous = written
     LOGGER.info("Head motion of %d volumes estimated (mean FD %.3f mm)", img.shape[3],
                 np.nanmean(framewise_displacement(matrices_to_parameters(matrices)))
                 if img.shape[3] > 1 else 0.0)

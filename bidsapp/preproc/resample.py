@@ -158,8 +158,8 @@ def template_to_t1w_points(grid, t1w, transform: str | Path, *,
     return points + displacement * np.diag(LPS)[:3]
 
 
-def _create_nifti(path: Path, shape: tuple[int, ...], affine: np.ndarray, tr: float):
-    """Write an empty float32 NIfTI and return a writable memmap of its data."""
+def _nifti_header(shape: tuple[int, ...], affine: np.ndarray, tr: float):
+    """Return the header of a float32 template-space series (sform/qform code 4)."""
     import nibabel as nb
 
     header = nb.Nifti1Header()
@@ -171,12 +171,13 @@ def _create_nifti(path: Path, shape: tuple[int, ...], affine: np.ndarray, tr: fl
     header.set_zooms((*zooms, tr))
     header.set_xyzt_units("mm", "sec")
     header.set_slope_inter(1.0, 0.0)
-    offset = 352
-    header.set_data_offset(offset)
-    with path.open("wb") as f:
-        header.write_to(f)
-        f.write(b"\0" * (offset - f.tell()))
-    return np.memmap(path, dtype=np.float32, mode="r+", offset=offset, shape=shape, order="F")
+    header.set_data_offset(_DATA_OFFSET)
+    return header
+
+
+#: Where the data start in a single-file NIfTI-1 without extensions: the 348-byte header
+#: and the 4-byte extension flag.
+_DATA_OFFSET = 352
 
 
 def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: np.ndarray,
@@ -189,7 +190,8 @@ def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: n
     ----------
     bold : nibabel.Nifti1Image
         The slice-timing corrected series in native space (an uncompressed NIfTI keeps
-        memory low: volumes are read one at a time).
+        memory low: volumes are read one at a time, and each output volume is written
+        as soon as it is computed).
     motion_matrices : numpy.ndarray
         Shape (n, 4, 4): reference point to volume point (see :mod:`.motion`).
     coreg_matrix : numpy.ndarray
@@ -199,13 +201,14 @@ def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: n
     grid : nibabel.Nifti1Image
         The output grid.
     out_file : str or Path
-        The output ``.nii.gz`` (or ``.nii``).
+        The output ``.nii.gz`` (or ``.nii``), float32, written atomically.
     tr : float
         Repetition time, written in the header.
     mask : numpy.ndarray, optional
         Boolean grid mask of the voxels to compute (others are 0); all by default.
     order : int, optional
-        Spline order: 3 (cubic B-spline, default) or 1 (trilinear).
+        Spline order: 3 (cubic B-spline, default) or 1 (trilinear, about 3 times faster
+        here but slightly smoother; see ``docs/validation.md``).
 
     Returns
     -------
@@ -213,42 +216,49 @@ def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: n
         The output path, and the boolean coverage mask: grid voxels that fell inside the
         BOLD field of view in every volume.
     """
-    import nibabel as nb
+    from nibabel.openers import Opener
     from scipy.ndimage import map_coordinates, spline_filter
 
+    if order not in (1, 3):
+        raise ValueError(f"order must be 1 (trilinear) or 3 (cubic B-spline), not {order}")
     out_file = Path(out_file)
     shape = tuple(grid.shape[:3])
     n_volumes = bold.shape[3]
     if mask is None:
         mask = np.ones(shape, dtype=bool)
     points = t1w_points[mask].T  # (3, N)
+    # The file stores volumes in Fortran order: where each masked voxel sits in one volume.
+    out_index = np.ravel_multi_index(np.nonzero(mask), shape, order="F")
     covered = np.ones(points.shape[1], dtype=bool)
     to_voxels = np.linalg.inv(bold.affine)
     bounds = np.asarray(bold.shape[:3], dtype=float)[:, None]
+    header = _nifti_header((*shape, n_volumes), grid.affine, tr)
+    volume_out = np.zeros(int(np.prod(shape)), dtype=np.float32)
     with tempfile.TemporaryDirectory(dir=out_file.parent) as tmp:
-        raw = Path(tmp) / "resampled.nii"
-        data = _create_nifti(raw, (*shape, n_volumes), grid.affine, tr)
-        volume_out = np.zeros(shape, dtype=np.float32)
-        for k in range(n_volumes):
-            volume = np.asarray(bold.dataobj[..., k], dtype=np.float32)
-            matrix = to_voxels @ motion_matrices[k] @ coreg_matrix
-            coords = matrix[:3, :3] @ points + matrix[:3, 3:4]
-            inside = np.all((coords > -0.5) & (coords < bounds - 0.5), axis=0)
-            covered &= inside
-            if order > 1:
-                volume = spline_filter(volume, order=order, mode="nearest",
-                                       output=np.float32)
-            values = map_coordinates(volume, coords, order=order, mode="nearest",
-                                     prefilter=False)
-            volume_out[mask] = np.where(inside, values, 0.0)
-            data[..., k] = volume_out
-        data.flush()
-        coverage = np.zeros(shape, dtype=bool)
-        coverage[mask] = covered
-        img = nb.load(raw, mmap=True)
-        if out_file.name.endswith(".gz"):
-            img.to_filename(out_file)
-        else:
-            Path(raw).replace(out_file)
-        del data, img
+        partial = Path(tmp) / out_file.name
+        # Volume after volume straight into the (compressed) output: no full-size copy of
+        # the series in memory or on disk, and one pass of compression.
+        with Opener(str(partial), "wb") as stream:
+            header.write_to(stream)  # with the extension flag of a single file
+            stream.write(b"\0" * (_DATA_OFFSET - stream.tell()))
+            for k in range(n_volumes):
+                volume = np.asarray(bold.dataobj[..., k], dtype=np.float32)
+                matrix = to_voxels @ motion_matrices[k] @ coreg_matrix
+                # Broadcast, not a BLAS product: OpenBLAS would start a thread per core
+                # that then spins through the rest of the loop, taking the other core.
+                coords = (matrix[:3, 0:1] * points[0] + matrix[:3, 1:2] * points[1]
+                          + matrix[:3, 2:3] * points[2] + matrix[:3, 3:4])
+                inside = np.all((coords > -0.5) & (coords < bounds - 0.5), axis=0)
+                covered &= inside
+                if order > 1:
+                    volume = spline_filter(volume, order=order, mode="nearest",
+                                           output=np.float32)
+                values = map_coordinates(volume, coords, order=order, mode="nearest",
+                                         prefilter=False, output=np.float32)
+                values[~inside] = 0.0
+                volume_out[out_index] = values
+                stream.write(volume_out.data)
+        partial.replace(out_file)
+    coverage = np.zeros(shape, dtype=bool)
+    coverage[mask] = covered
     return out_file, coverage

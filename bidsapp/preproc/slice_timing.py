@@ -151,13 +151,18 @@ def fourier_shift(series: np.ndarray, shift: float, axis: int = -1) -> np.ndarra
         data = data.astype(np.float32)
     n = data.shape[axis]
     extended = np.concatenate([data, np.flip(data, axis=axis)], axis=axis)
-    spectrum = fft.rfft(extended, axis=axis)
+    spectrum = fft.rfft(extended, axis=axis, overwrite_x=True)
+    del extended
     freqs = fft.rfftfreq(2 * n)
     ramp = np.exp(2j * np.pi * freqs * shift).astype(spectrum.dtype)
     shape = [1] * data.ndim
     shape[axis] = ramp.size
-    shifted = fft.irfft(spectrum * ramp.reshape(shape), n=2 * n, axis=axis)
-    return np.take(shifted, np.arange(n), axis=axis).astype(data.dtype, copy=False)
+    # In place: at study size every temporary is a 50 MB slice.
+    spectrum *= ramp.reshape(shape)
+    shifted = fft.irfft(spectrum, n=2 * n, axis=axis, overwrite_x=True)
+    first_half = [slice(None)] * data.ndim
+    first_half[axis] = slice(0, n)
+    return shifted[tuple(first_half)].astype(data.dtype)
 
 
 def slice_time_correct(data: np.ndarray, plan: SliceTimingPlan, tr: float) -> np.ndarray:
@@ -176,9 +181,11 @@ def slice_time_correct(data: np.ndarray, plan: SliceTimingPlan, tr: float) -> np
     Returns
     -------
     numpy.ndarray
-        float32 series of the same shape, every voxel sampled at ``n * TR + start_time``.
+        float32 series of the same shape, every voxel sampled at ``n * TR + start_time``,
+        in Fortran order (NIfTI's), so that writing it is a straight copy.
     """
-    out = np.empty(data.shape, dtype=np.float32)
+    # A C-ordered 1.6 GB series takes nibabel 20 s to write, a Fortran-ordered one 1 s.
+    out = np.empty(data.shape, dtype=np.float32, order="F")
     axis = plan.slice_axis
     index: list[Any] = [slice(None)] * 4
     for z in range(data.shape[axis]):

@@ -95,8 +95,10 @@ def init_anat_wf(*, config: Config, normalization_quality: str = "default",
 
     The T1w is corrected for intensity non-uniformity (N4), registered to the template
     with ANTs SyN (``antsRegistrationSyNQuick[s]``, mutual information), and the template's
-    brain mask is warped back to give the T1w brain mask.  The grey-matter mask is the
-    template's GM probability on the output grid, thresholded at 0.5.
+    brain mask is warped back to give the T1w brain mask.  N4 and the registration are
+    one job (``normalize``), so that it starts with the first BOLD steps.  The
+    grey-matter mask is the template's GM probability on the output grid, thresholded
+    at 0.5.
 
     Parameters
     ----------
@@ -141,11 +143,7 @@ def init_anat_wf(*, config: Config, normalization_quality: str = "default",
     """
     from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-    from bidsapp.interfaces.preproc import (
-        BiasFieldCorrection,
-        SpatialNormalization,
-        TemplateMasks,
-    )
+    from bidsapp.interfaces.preproc import SpatialNormalization, TemplateMasks
     from bidsapp.interfaces.reports import registration_overlay
     from bidsapp.preproc.resample import resolution_label
     from bidsapp.templates import get_template
@@ -168,11 +166,12 @@ thresholded at 0.5.
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(ANAT_OUTPUTS)), name="outputnode")
 
-    n4 = pe.Node(BiasFieldCorrection(n_threads=threads), name="n4", n_procs=threads,
-                 mem_gb=1.0)
+    # N4 runs inside the normalization job: with nothing in front of it, the longest
+    # anatomical step starts at once, beside the BOLD runs' head motion and slice timing,
+    # instead of after all of them (nipype's MultiProc starts jobs in topological order).
     normalize = pe.Node(
         SpatialNormalization(template_file=str(template.t1w),
-                             template_mask=str(template.brain_mask),
+                             template_mask=str(template.brain_mask), bias_correct=True,
                              quality=normalization_quality, n_threads=threads,
                              seed=config.random_seed),
         name="normalize", n_procs=threads, mem_gb=3.0)
@@ -202,19 +201,19 @@ thresholded at 0.5.
                            datatype="figures")
 
     workflow.connect([
-        (inputnode, n4, [("t1w", "in_file")]),
-        (n4, normalize, [("out_file", "t1w_file")]),
+        (inputnode, normalize, [("t1w", "t1w_file")]),
         (normalize, norm_rpt, [("std_t1w", "before")]),
         (norm_rpt, reportlets, [("out_report", "in1")]),
-        (n4, outputnode, [("out_file", "t1w_preproc")]),
-        (normalize, outputnode, [("t1w_mask", "t1w_mask"), ("forward_xfm", "t1w2std_xfm"),
+        (normalize, outputnode, [("t1w_preproc", "t1w_preproc"),
+                                 ("t1w_mask", "t1w_mask"), ("forward_xfm", "t1w2std_xfm"),
                                  ("inverse_xfm", "std2t1w_xfm"), ("std_t1w", "std_t1w")]),
         (masks, outputnode, [("ref_file", "ref_file"), ("brain_mask", "brain_mask_std"),
                              ("gm_mask", "gm_mask"), ("resample_mask", "resample_mask"),
                              ("dseg", "dseg")]),
         (reportlets, outputnode, [("out", "reportlets")]),
     ])
-    for sink, source, field in ((ds_t1w, n4, "out_file"), (ds_mask, normalize, "t1w_mask"),
+    for sink, source, field in ((ds_t1w, normalize, "t1w_preproc"),
+                                (ds_mask, normalize, "t1w_mask"),
                                 (ds_fwd, normalize, "forward_xfm"),
                                 (ds_inv, normalize, "inverse_xfm"),
                                 (ds_gm, masks, "gm_mask"), (ds_norm_rpt, norm_rpt, "out_report")):

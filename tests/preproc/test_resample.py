@@ -122,3 +122,12 @@ def test_cubic_interpolation_of_an_unmoved_series_is_exact(tmp_path, epi_like):
     np.testing.assert_allclose(data[mask], np.asarray(bold.dataobj)[mask], atol=1e-2)
     assert not data[~mask].any()
     assert coverage[mask].all() and not coverage[~mask].any()
+
+
+def test_only_cubic_and_trilinear_are_offered(tmp_path, epi_like):
+    bold = moved_series(epi_like, np.zeros((1, 6)))
+    points = (np.indices(epi_like.shape).transpose(1, 2, 3, 0) @ epi_like.affine[:3, :3].T
+              + epi_like.affine[:3, 3])
+    with pytest.raises(ValueError, match="order"):
+        resample_bold_to_template(bold, np.eye(4)[None], np.eye(4), points, epi_like,
+                                  tmp_path / "out.nii", tr=2.0, order=5)

@@ -38,13 +38,16 @@ def make_config(tmp_path, **changes) -> Config:
 def test_graph_outputs_and_methods_text(tmp_path, templateflow_env):
     workflow = init_anat_wf(config=make_config(tmp_path), normalization_quality="fast")
     names = set(workflow.list_node_names())
-    assert {"n4", "normalize", "template_masks", "norm_rpt", "outputnode",
+    assert {"normalize", "template_masks", "norm_rpt", "outputnode",
             "ds_t1w2std_xfm", "ds_gm_mask"} <= names
     outputs = workflow.get_node("outputnode").inputs.copyable_trait_names()
     assert set(outputs) == set(ANAT_OUTPUTS)
     desc = " ".join(workflow.visit_desc().split())
     assert NILEARN_SPACE in desc and "registered at 2 mm" in desc
     assert workflow.get_node("normalize").n_procs == 2
+    # N4 runs inside the normalization job, so that nothing holds the registration back.
+    assert "n4" not in names
+    assert workflow.get_node("normalize").inputs.bias_correct is True
 
 
 def test_a_template_missing_from_the_cache_fails_while_building(tmp_path, templateflow_env):

@@ -70,6 +70,26 @@ def test_graph_and_slice_timed_onsets(tmp_path):
     assert sink.resolution == "4" and sink.space == NILEARN_SPACE
 
 
+def test_memory_estimates_and_interpolation(tmp_path):
+    run = synthetic_run(tmp_path, {"RepetitionTime": 2.0, "SliceTiming": TIMES})
+    workflow = init_bold_wf(bold_run=run, config=make_config(tmp_path))
+    series_gb = 4 * 6 * 6 * len(TIMES) * 10 / 1e9
+    # Slice timing holds the raw run and its float32 result; resampling and the carpet
+    # plot hold a few volumes whatever the run's length.
+    assert workflow.get_node("stc").mem_gb == pytest.approx(0.3 + 2 * series_gb)
+    assert workflow.get_node("hmc").mem_gb == pytest.approx(0.3 + series_gb)
+    assert workflow.get_node("resample").mem_gb == 0.5
+    assert workflow.get_node("carpet_rpt").mem_gb == 0.3
+    assert workflow.get_node("resample").inputs.order == 3
+    assert "cubic B-splines" in workflow.visit_desc()
+    trilinear = init_bold_wf(bold_run=run, config=make_config(tmp_path),
+                             interpolation="trilinear")
+    assert trilinear.get_node("resample").inputs.order == 1
+    assert "trilinear interpolation" in trilinear.visit_desc()
+    with pytest.raises(ValueError, match="interpolation"):
+        init_bold_wf(bold_run=run, config=make_config(tmp_path), interpolation="sinc")
+
+
 def test_missing_slice_timing_warns_and_keeps_onsets(tmp_path):
     run = synthetic_run(tmp_path, {"RepetitionTime": 2.0})
     workflow = init_bold_wf(bold_run=run, config=make_config(tmp_path))
