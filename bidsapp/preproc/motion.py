@@ -223,7 +223,7 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 10,
     it goes on for another ``iterations``, up to ``max_rounds`` in all: a sudden jerk gets
     the iterations it needs, a still head no more than one round.
     On the simulator's runs this recovers the planted motion to 0.04 mm RMS (tiny, 4 mm
-    voxels) and 0.02-0.05 mm (study, 2.4 mm); sampling the whole field of view doubles
+    voxels) and 0.04-0.05 mm (study, 2.4 mm); sampling the whole field of view doubles
     that.  This is the registration ``ants.motion_correction`` runs, without its
     per-volume resampling: the data are resampled once, later, with all transforms
     composed.

@@ -76,8 +76,8 @@ def init_bold_wf(*, bold_run, config: Config, name: str | None = None,
         Workflow name (default ``bold_task_<t>_run_<r>_wf``).
     interpolation : {'cubic', 'trilinear'}, optional
         Interpolation of the resampling to the template: cubic B-splines (default), or
-        trilinear, which takes about 40 % of the time (0.07 against 0.15 s per study
-        volume) and smooths slightly more (see ``docs/validation.md``).
+        trilinear, which takes less than half the time (0.07 against 0.15 s of CPU per
+        study volume) and smooths slightly more (see ``docs/validation.md``).
 
     Inputs
     ------
