@@ -52,6 +52,7 @@ class Config:
     n_permutations: int = 100
     slice_time_ref: float = 0.5
     normalization_quality: str = "default"
+    interpolation: str = "cubic"
     verbose: int = 0
 
     @property

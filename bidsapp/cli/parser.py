@@ -181,6 +181,9 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
     g_wf.add_argument("--normalization-quality", choices=["default", "fast"],
                       help="T1w-to-template SyN at 1 mm (default) or 2 mm (fast, for tests "
                            "and demos)")
+    g_wf.add_argument("--interpolation", choices=["cubic", "trilinear"],
+                      help="resampling of the BOLD series to the template: cubic B-splines "
+                           "(default) or trilinear (about half the time, slightly smoother)")
     g_wf.add_argument("--fdr-q", type=_fraction, metavar="Q",
                       help="FDR level, divided by the number of layers (default: 0.05)")
     g_wf.add_argument("--n-permutations", type=_non_negative_int, metavar="K",
@@ -292,7 +295,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
     for key in ("nprocs", "omp_nthreads", "mem_gb", "skip_bids_validation",
                 "stop_on_first_crash", "random_seed", "device", "output_space", "output_res",
                 "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality",
-                "n_permutations"):
+                "interpolation", "n_permutations"):
         value = getattr(opts, key)
         if value is not None:
             values[key] = value

@@ -73,7 +73,8 @@ def init_single_subject_wf(config: Config, subject: SubjectData) -> pe.Workflow:
     anat_fields = [f for f in BOLD_INPUTS if f != "bold_file"]
     for task in subject.tasks:
         runs = [run for run in subject.bold if run.task == task]
-        bold_wfs = [init_bold_wf(bold_run=run, config=config) for run in runs]
+        bold_wfs = [init_bold_wf(bold_run=run, config=config,
+                                 interpolation=config.interpolation) for run in runs]
         for bold_wf in bold_wfs:
             workflow.connect([(anat_wf, bold_wf, [(f"outputnode.{f}", f"inputnode.{f}")
                                                   for f in anat_fields])])

@@ -55,7 +55,8 @@ def test_every_flag(dirs, tmp_path):
         "--skip-bids-validation", "--stop-on-first-crash", "--random-seed", "42",
         "--device", "cpu", "-d", f"fmriprep={deriv}", "--output-space", "MNI152NLin2009aSym",
         "--output-res", "2", "--searchlight-size", "50", "--slice-time-ref", "0",
-        "--fdr-q", "0.01", "--normalization-quality", "fast", "-vv",
+        "--fdr-q", "0.01", "--normalization-quality", "fast", "--interpolation", "trilinear",
+        "-vv",
     ])
     assert config.analysis_level == "group"
     assert config.session_label == ("a", "b") and config.task == ("music",)
@@ -69,7 +70,7 @@ def test_every_flag(dirs, tmp_path):
     assert config.output_space == "MNI152NLin2009aSym" and config.output_res == 2.0
     assert config.searchlight_size == 50 and config.slice_time_ref == 0.0
     assert config.fdr_q == 0.01 and config.verbose == 2
-    assert config.normalization_quality == "fast"
+    assert config.normalization_quality == "fast" and config.interpolation == "trilinear"
 
 
 @pytest.mark.parametrize("text,gb", [("8", 8.0), ("8G", 8.0), ("8gb", 8.0), ("512MB", 0.5),

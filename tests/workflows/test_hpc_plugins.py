@@ -76,3 +76,16 @@ def test_array_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     text = script.read_text()
     assert "--cleanenv" in text and "--nv" in text and "participants.tsv" in text
+
+
+@pytest.mark.parametrize(("flag", "order"), [([], 3), (["--interpolation", "trilinear"], 1)])
+def test_interpolation_option_reaches_every_resampling(bids_root, tmp_path, flag, order):
+    from bidsapp.workflows.participant import init_participant_wf
+
+    config = parse_args([str(bids_root), str(tmp_path / "out"), "participant",
+                         "--participant-label", "01", "-w", str(tmp_path / "work"),
+                         "--output-space", "MNI152NLin2009aSym", *flag])
+    workflow = init_participant_wf(config, collect_participants(open_layout(bids_root), config))
+    orders = [workflow.get_node(name).inputs.order for name in workflow.list_node_names()
+              if name.endswith(".resample")]
+    assert orders and set(orders) == {order}
