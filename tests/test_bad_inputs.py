@@ -43,7 +43,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
-from tree_helpers import set_read_only
+from tree_helpers import seed_templateflow_home, set_read_only
 
 from bidsapp.demo import write_tiny_dataset
 
@@ -602,20 +602,6 @@ def _has_default_weights(env: dict) -> bool:
                for name in ("resnet18_mtt50.safetensors", UNTRAINED))
 
 
-def _seed_templates(home: str) -> None:
-    from bidsapp.templates import NILEARN_SPACE, get_template
-
-    saved = os.environ.get("TEMPLATEFLOW_HOME")
-    os.environ["TEMPLATEFLOW_HOME"] = home
-    try:
-        get_template(NILEARN_SPACE)
-    finally:
-        if saved is None:
-            os.environ.pop("TEMPLATEFLOW_HOME", None)
-        else:
-            os.environ["TEMPLATEFLOW_HOME"] = saved
-
-
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
     """Run every selected case concurrently and return the outcomes by case name."""
@@ -632,7 +618,7 @@ def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
         env["BIDSAPP_MODELS_DIR"] = str(init_untrained(base / "models").parent)
     # One TemplateFlow cache for every case, seeded here once: the cases run concurrently.
     env["TEMPLATEFLOW_HOME"] = str(base / "templateflow")
-    _seed_templates(env["TEMPLATEFLOW_HOME"])
+    seed_templateflow_home(env["TEMPLATEFLOW_HOME"])
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         futures = {name: pool.submit(_run_case, name, base / name, env) for name in selected}
         return {name: future.result() for name, future in futures.items()}

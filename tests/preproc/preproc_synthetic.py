@@ -35,20 +35,10 @@ def seed_templateflow(tmp_path_factory):
     Workflow tests call this too; the folder is the same for the whole session, so the
     cache is built once.
     """
-    import os
-
-    from bidsapp.templates import NILEARN_SPACE, get_template
+    from tree_helpers import seed_templateflow_home
 
     home = tmp_path_factory.getbasetemp() / "templateflow"
-    saved = os.environ.get("TEMPLATEFLOW_HOME")
-    os.environ["TEMPLATEFLOW_HOME"] = str(home)
-    try:
-        get_template(NILEARN_SPACE)
-    finally:
-        if saved is None:
-            os.environ.pop("TEMPLATEFLOW_HOME", None)
-        else:
-            os.environ["TEMPLATEFLOW_HOME"] = saved
+    seed_templateflow_home(home)
     return home
 
 
