@@ -124,8 +124,8 @@ def weights_info(path: str | Path | None = None) -> dict:
         "name": path.stem,
         "status": meta["status"],
         "sha256": meta["sha256"],
-        "training_data": (training_data or {}).get("dataset") if isinstance(
-            training_data, dict) else None,
+        "training_data": (training_data.get("dataset") if isinstance(training_data, dict)
+                          else None),
     }
 
 

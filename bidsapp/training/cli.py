@@ -162,7 +162,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from bidsapp.audio.weights import resolve_device
     from bidsapp.io import write_json
 
-    from .export import export_weights, load_checkpoint_model, load_exported_model
+    from .export import (
+        CORPUS_TRAINING_DATA,
+        export_weights,
+        load_checkpoint_model,
+        load_exported_model,
+    )
     from .metrics import evaluate_clips
 
     if args.threads:
@@ -208,8 +213,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if args.export is not None:
         if checkpoint is None:
             raise UsageError("--export needs --checkpoint", fix="export from a run's best.pt")
-        from .export import CORPUS_TRAINING_DATA
-
         training_data = None
         if args.training_note:
             training_data = {**CORPUS_TRAINING_DATA, "note": args.training_note}

@@ -16,8 +16,9 @@ import gzip
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
+
+from ._pool import starmap
 
 LOGGER = logging.getLogger(__name__)
 
@@ -172,24 +173,13 @@ def build_work_list(path: str | Path, processes: int = 1) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     count = 0
     with gzip.open(tmp, "wt") as stream:
-        for records in _map(parse_file, files, processes):
+        for records in starmap(parse_file, files, processes, chunksize=4):
             for record in records:
                 stream.write(json.dumps(record, separators=(",", ":")) + "\n")
                 count += 1
     tmp.rename(path)
     LOGGER.info("Wrote %d works to %s", count, path)
     return path
-
-
-def _map(function, items: list[tuple], processes: int) -> Iterator:
-    if processes <= 1:
-        for item in items:
-            yield function(*item)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        yield from pool.starmap(function, items, chunksize=4)
 
 
 def read_work_list(path: str | Path) -> list[dict]:

@@ -86,9 +86,17 @@ def random_crop(audio: np.ndarray, rng: np.random.Generator,
     numpy.ndarray
         float32, shape (length,).
     """
+    return _crop(audio, _crop_start(audio.size, length, rng), length)
+
+
+def _crop_start(size: int, length: int, rng: np.random.Generator) -> int:
+    # A clip no longer than the crop is padded instead, and draws nothing from ``rng``.
+    return 0 if size <= length else int(rng.integers(0, size - length + 1))
+
+
+def _crop(audio: np.ndarray, start: int, length: int) -> np.ndarray:
     if audio.size <= length:
         return np.pad(audio, (0, length - audio.size)).astype(np.float32)
-    start = int(rng.integers(0, audio.size - length + 1))
     return audio[start:start + length].astype(np.float32, copy=False)
 
 
@@ -144,8 +152,7 @@ def crop_starts(lengths: Sequence[int], seed: int, step: int,
         0 for a clip no longer than the crop (it is zero-padded instead).
     """
     rng = np.random.default_rng([seed, step])
-    return [0 if size <= crop_samples else int(rng.integers(0, size - crop_samples + 1))
-            for size in lengths]
+    return [_crop_start(size, crop_samples, rng) for size in lengths]
 
 
 def training_batch(clip_set: ClipSet, batch_size: int, seed: int, step: int,
@@ -190,12 +197,6 @@ def training_batch(clip_set: ClipSet, batch_size: int, seed: int, step: int,
                       zip(clips, starts, strict=True)])
     return (audio, clip_set.labels[indices].astype(np.float32),
             clip_set.mask[indices].astype(np.float32))
-
-
-def _crop(audio: np.ndarray, start: int, length: int) -> np.ndarray:
-    if audio.size <= length:
-        return np.pad(audio, (0, length - audio.size)).astype(np.float32)
-    return audio[start:start + length].astype(np.float32, copy=False)
 
 
 class DeviceClipBank:

@@ -23,6 +23,7 @@ import numpy as np
 from bidsapp.audio.weightfile import TAGS
 from bidsapp.io import write_json
 
+from ._pool import starmap
 from .corpus import SOURCES, SPLIT_FRACTIONS, build_work_list, read_work_list
 from .data import MANIFEST, write_shard
 from .render import Renderer, draw_spec, find_soundfont, spec_labels
@@ -98,7 +99,8 @@ def render_corpus(out_dir: str | Path, *, seconds: float = 6.0, seed: int = 0,
         chunks = [jobs[i:i + SHARD_CLIPS] for i in range(0, len(jobs), SHARD_CLIPS)]
         arguments = [([w for w, _ in chunk], [s for _, s in chunk], seconds) for chunk in chunks]
         specs_all = []
-        for number, (audio, labels, masks, specs) in enumerate(_map(arguments, processes)):
+        results = starmap(_render_chunk, arguments, processes)
+        for number, (audio, labels, masks, specs) in enumerate(results):
             names = [f"{s['work']}@{s['seed']}" for s in specs]
             write_shard(out_dir / f"{split}-{number:03d}.npz", audio, labels, masks, names)
             specs_all += specs
@@ -137,21 +139,6 @@ def _positives(out_dir: Path, split: str) -> dict[str, list[int]]:
             total_known += data["mask"].sum(axis=0)
     return {tag: [int(total_pos[i]), int(total_known[i])] for i, tag in enumerate(TAGS)
             if tag in SUPERVISED_TAGS}
-
-
-def _map(arguments: list[tuple], processes: int):
-    if processes <= 1:
-        for args in arguments:
-            yield _render_chunk(*args)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        yield from pool.imap(_star_render, arguments)
-
-
-def _star_render(args: tuple):
-    return _render_chunk(*args)
 
 
 def main(argv: list[str] | None = None) -> int:

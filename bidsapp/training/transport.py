@@ -30,6 +30,7 @@ import numpy as np
 from bidsapp.errors import MissingInputError
 from bidsapp.io import write_json
 
+from ._pool import starmap
 from .data import MANIFEST, read_manifest, write_shard
 
 LOGGER = logging.getLogger(__name__)
@@ -112,15 +113,6 @@ def _unpack_shard(source: Path, target: Path) -> int:
     return len(names)
 
 
-def _run(function, jobs: list[tuple], processes: int) -> list:
-    if processes <= 1:
-        return [function(*job) for job in jobs]
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        return pool.starmap(function, jobs)
-
-
 def pack_corpus(corpus_dir: str | Path, pack_dir: str | Path, *,
                 splits: tuple[str, ...] = ("train", "validation"),
                 compression_level: float = 0.96, processes: int = 1) -> dict:
@@ -158,7 +150,7 @@ def pack_corpus(corpus_dir: str | Path, pack_dir: str | Path, *,
         jobs += [(s, pack_dir / (s.name[:-len(".npz")] + SUFFIX), compression_level)
                  for s in shards]
     started = time.monotonic()
-    results = _run(_pack_shard, jobs, processes)
+    results = list(starmap(_pack_shard, jobs, processes))
     clips = sum(n for n, _ in results)
     size = sum(b for _, b in results)
     seconds = clips * float(manifest["seconds"])
@@ -197,7 +189,7 @@ def unpack_corpus(pack_dir: str | Path, corpus_dir: str | Path, *, processes: in
     jobs = [(s, corpus_dir / (s.name[:-len(SUFFIX)] + ".npz"))
             for s in sorted(pack_dir.glob(f"*{SUFFIX}"))]
     started = time.monotonic()
-    clips = sum(_run(_unpack_shard, jobs, processes))
+    clips = sum(starmap(_unpack_shard, jobs, processes))
     write_json(corpus_dir / MANIFEST, read_manifest(pack_dir))
     LOGGER.info("Unpacked %d clips from %d shards in %.0f s", clips, len(jobs),
                 time.monotonic() - started)
