@@ -127,31 +127,6 @@ class HeadMotionEstimation(SimpleInterface):
         return runtime
 
 
-class _BiasFieldInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="T1w image")
-    n_threads = _THREADS
-
-
-class _BiasFieldOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="bias-corrected T1w (float32)")
-
-
-class BiasFieldCorrection(SimpleInterface):
-    """N4 intensity non-uniformity correction (:func:`.registration.n4_bias_correct`)."""
-
-    input_spec = _BiasFieldInputSpec
-    output_spec = _BiasFieldOutputSpec
-
-    def _run_interface(self, runtime):
-        from bidsapp.preproc.registration import n4_bias_correct
-
-        out = Path(runtime.cwd) / "t1w_preproc.nii.gz"
-        n4_bias_correct(_load(self.inputs.in_file), n_threads=self.inputs.n_threads
-                        ).to_filename(out)
-        self._results["out_file"] = str(out)
-        return runtime
-
-
 class _NormalizationInputSpec(BaseInterfaceInputSpec):
     t1w_file = File(exists=True, mandatory=True,
                     desc="T1w: bias-corrected, or raw with bias_correct")
