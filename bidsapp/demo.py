@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -117,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     bids, out, work = root / "bids", root / "out", root / "work"
     if not (bids / "dataset_description.json").exists():
         print(f"demo: simulating the tiny preset into {bids}")
-        code = bidsapp_main(["simulate", str(bids), "--preset", "tiny", "--seed", "0"])
+        # In a child process: the simulation runs the network with torch's thread pool,
+        # and nipype's MultiProc forks its workers from this process afterwards; a forked
+        # worker that runs torch again can then wait forever on the parent's pool.
+        code = subprocess.run([sys.executable, "-c", "import sys; from bidsapp.cli.run "
+                               "import main; sys.exit(main(sys.argv[1:]))", "simulate",
+                               str(bids), "--preset", "tiny", "--seed", "0"]).returncode
         if code:
             return code
     print(f"demo: tiny simulated BIDS dataset in {bids}")
