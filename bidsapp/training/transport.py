@@ -197,7 +197,16 @@ def unpack_corpus(pack_dir: str | Path, corpus_dir: str | Path, *, processes: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``pack`` or ``unpack`` (see the module docstring)."""
+    """Command line: ``pack`` or ``unpack`` (see the module docstring); return the exit code.
+
+    Errors print one ``error:`` line with the file and the fix, as ``bidsapp train`` does.
+    """
+    from .cli import _main
+
+    return _main(_transport_main, argv)
+
+
+def _transport_main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bidsapp.training.transport",
                                      description="Move a rendered corpus as Ogg/Opus.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -212,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     unpack.add_argument("corpus", type=Path)
     unpack.add_argument("--processes", type=int, default=1)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.command == "pack":
         pack_corpus(args.corpus, args.pack, splits=tuple(args.splits),
                     compression_level=args.compression_level, processes=args.processes)
