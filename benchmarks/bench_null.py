@@ -4,9 +4,12 @@ At the study's size (GM mask at 2.4 mm, 16 trials of 31 TRs, t = 496, 10 layers)
 subset of centers: the observed maps (``bidsapp.rsa.searchlight``) and
 ``bidsapp.stats.participant_null`` with K permutations, on the same centers, timed in the
 same process.  The ratio null / observed per permutation is what scales the participant
-level's searchlight time by ``--n-permutations``.
+level's searchlight time by ``--n-permutations``.  ``--compare`` also times the way the null
+was computed before the engine took TR orders (every permuted RDM ranked as a candidate of
+its own, batches of 256 MB), on the same centers, and checks that both give the same maxima.
 
-    python benchmarks/bench_null.py [--centers 1000] [--permutations 10] [--device cpu]
+    python benchmarks/bench_null.py [--centers 1000] [--permutations 100] [--device cpu]
+                                    [--compare]
 
 Prints a summary and writes ``benchmarks/results/bench_null.json``.
 """
@@ -46,8 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--centers", type=int, default=1000)
-    parser.add_argument("--permutations", type=int, default=10)
+    parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compare", action="store_true")
     opts = parser.parse_args(argv)
 
     from bench_searchlight import gm_mask  # same mask as the searchlight benchmark
@@ -67,18 +71,32 @@ def main(argv: list[str] | None = None) -> dict:
     engine(patterns, nbrs, rdms)
     observed = time.perf_counter() - started
     started = time.perf_counter()
-    participant_null(patterns, nbrs, rdms, [TRIAL_TRS] * N_TRIALS, opts.permutations, 0,
-                     engine)
+    result = participant_null(patterns, nbrs, rdms, [TRIAL_TRS] * N_TRIALS,
+                              opts.permutations, 0, engine)
     null = time.perf_counter() - started
     per_permutation = null / opts.permutations / observed
+    compared = {}
+    if opts.compare:
+        def explicit(p, n, c):  # no ``orders`` keyword: participant_null permutes the RDMs
+            return engine(p, n, c)
+
+        started = time.perf_counter()
+        before = participant_null(patterns, nbrs, rdms, [TRIAL_TRS] * N_TRIALS,
+                                  opts.permutations, 0, explicit, max_batch_bytes=256 * 2**20)
+        seconds = time.perf_counter() - started
+        compared = {"null_permuted_rdms_s": round(seconds, 3),
+                    "speedup_over_permuted_rdms": round(seconds / null, 2),
+                    "identical_maxima": bool(np.array_equal(before.max_r, result.max_r))}
     results = {
         "machine": platform.node(), "cpus": os.cpu_count(), "device": opts.device,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "centers": opts.centers, "n_tr": n_tr, "layers": N_LAYERS,
         "permutations": opts.permutations,
         "observed_s": round(observed, 3), "null_s": round(null, 3),
         "null_per_permutation_over_observed": round(per_permutation, 3),
         "estimated_whole_brain_null_h_per_100_permutations": round(
             100 * per_permutation * observed * WHOLE_BRAIN_CENTERS / opts.centers / 3600, 2),
+        **compared,
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

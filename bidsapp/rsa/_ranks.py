@@ -178,6 +178,44 @@ def prepare_candidates(candidate_rdms: np.ndarray, method: str) -> tuple[np.ndar
     return columns, norms
 
 
+def reorder_columns(columns: np.ndarray, norms: np.ndarray,
+                    orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the columns of the candidate RDMs reordered by each TR order, without re-ranking.
+
+    Reordering the rows and columns of a symmetric matrix by one permutation maps its
+    off-diagonal pairs one to one onto each other, so the values of the upper triangle, and
+    hence their ranks, are those of the original, at other positions: each reordered column
+    is a gather of the ranked one, equal to :func:`prepare_candidates` of the reordered RDM.
+
+    Parameters
+    ----------
+    columns, norms : numpy.ndarray
+        (m, L) columns and (L,) norms from :func:`prepare_candidates`.
+    orders : numpy.ndarray
+        int (K, T): each row a permutation of the T TRs; the reordered RDM is
+        ``rdm[order][:, order]``.
+
+    Returns
+    -------
+    columns : numpy.ndarray
+        float64 (m, K * L): the L columns of order 0, then those of order 1, and so on.
+    norms : numpy.ndarray
+        float64 (K * L,).
+    """
+    n_orders, n_trs = orders.shape
+    layout = pair_layout(n_trs)
+    # Position of every (i, j), both triangles, in the packed layout.
+    position = np.empty((n_trs, n_trs), dtype=np.intp)
+    position[layout.rows, layout.cols] = np.arange(len(layout.rows))
+    position[layout.cols, layout.rows] = position[layout.rows, layout.cols]
+    n_layers = columns.shape[1]
+    out = np.empty((columns.shape[0], n_orders * n_layers), dtype=np.float64)
+    for k, order in enumerate(orders):
+        gather = position[order[layout.rows], order[layout.cols]]
+        out[:, k * n_layers:(k + 1) * n_layers] = columns[gather]
+    return out, np.tile(norms, n_orders)
+
+
 def order_keys(patterns: np.ndarray) -> np.ndarray:
     """Return uint32 keys with the order and the ties of each TR's values, voxels first.
 

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._engine_numpy import run_numpy
-from ._ranks import order_keys, prepare_candidates
+from ._ranks import order_keys, prepare_candidates, reorder_columns
 from .neighbors import PAD
 
 __all__ = ["searchlight"]
@@ -39,6 +39,7 @@ def searchlight(
     chunk_size: int | None = None,
     n_jobs: int | None = None,
     method: str = "spearman",
+    orders: ArrayLike | None = None,
 ) -> np.ndarray:
     """Correlate every sphere's target RDM with each candidate RDM.
 
@@ -71,22 +72,30 @@ def searchlight(
         How the target RDM is compared with each candidate: Spearman (the study's) or Pearson
         between upper triangles.  Pearson skips ranking the target RDM; it is faster but it is
         not what the study computed.  The target RDM is ``1 - Spearman`` either way.
+    orders : array_like of int, optional
+        Shape (K, T), each row a permutation of the T TRs.  Instead of the candidates as
+        given, compare each target RDM with every candidate reordered by every order
+        (``rdm[order][:, order]``): the candidates of a permutation null.  The candidates
+        are ranked once and each reordering is a gather of the ranks, so K orders cost the
+        products of K x L candidates but not K x L rankings nor K x L x T x T of memory.
 
     Returns
     -------
     numpy.ndarray
-        float32, shape (n_centers, L).  NaN where the correlation is undefined: a sphere with a
-        TR whose voxels are all equal (its Spearman correlation with other TRs is undefined), a
-        sphere with fewer than 2 voxels, a constant target RDM, or a candidate RDM that is
-        constant or holds a NaN in its upper triangle (scipy's ``spearmanr`` gives NaN for these
-        too).
+        float32, shape (n_centers, L), or (n_centers, K * L) with `orders`: the L layers
+        of order 0, then those of order 1, and so on.  NaN where the correlation is
+        undefined: a sphere with a TR whose voxels are all equal (its Spearman correlation
+        with other TRs is undefined), a sphere with fewer than 2 voxels, a constant target
+        RDM, or a candidate RDM that is constant or holds a NaN in its upper triangle
+        (scipy's ``spearmanr`` gives NaN for these too).
 
     Raises
     ------
     ValueError
         For inconsistent shapes, T < 3, non-finite patterns, neighbour indices outside
-        [0, V) other than trailing -1 padding, an unknown `method`, `backend` or `device`, or
-        ``backend='numpy'`` with a CUDA device.
+        [0, V) other than trailing -1 padding, `orders` that are not permutations of the
+        TRs, an unknown `method`, `backend` or `device`, or ``backend='numpy'`` with a CUDA
+        device.
     RuntimeError
         If CUDA is asked for and torch sees no GPU.
 
@@ -126,7 +135,10 @@ def searchlight(
         raise ValueError(f"chunk_size must be positive, not {chunk_size}")
     n_jobs = _resolve_n_jobs(n_jobs)
 
-    out = np.full((len(nbrs), candidate_rdms.shape[0]), np.nan, dtype=np.float32)
+    if orders is not None:
+        orders = _check_orders(orders, n_trs)
+    n_columns = candidate_rdms.shape[0] * (1 if orders is None else len(orders))
+    out = np.full((len(nbrs), n_columns), np.nan, dtype=np.float32)
     if nbrs.size == 0:
         return out
     # Only the voxels some sphere uses are checked and keyed: a chunk of centers (a nipype job)
@@ -138,6 +150,8 @@ def searchlight(
         raise ValueError("patterns holds NaN or infinite values in voxels of the spheres: mask "
                          "those voxels out first")
     columns, norms = prepare_candidates(candidate_rdms, method)
+    if orders is not None:
+        columns, norms = reorder_columns(columns, norms, orders)
     sizes = (nbrs != PAD).sum(axis=1)
     groups = [(size, np.flatnonzero(sizes == size)) for size in np.unique(sizes) if size >= 2]
 
@@ -157,7 +171,7 @@ def searchlight(
         if len(centers) == len(nbrs) and size == nbrs.shape[1]:
             run_numpy(keys, nbrs, columns, norms, method, chunk, n_jobs, out)
             continue
-        block = np.full((len(centers), candidate_rdms.shape[0]), np.nan, dtype=np.float32)
+        block = np.full((len(centers), len(norms)), np.nan, dtype=np.float32)
         run_numpy(keys, np.ascontiguousarray(nbrs[centers, :size]), columns, norms, method,
                   chunk, n_jobs, block)
         out[centers] = block
@@ -188,6 +202,17 @@ def _check_inputs(patterns: np.ndarray, nbrs: np.ndarray,
         if (padded[:, :-1] & ~padded[:, 1:]).any():
             raise ValueError(f"neighbors rows may hold the padding {PAD} only at their end")
     return n_trs, n_in_mask
+
+
+def _check_orders(orders: ArrayLike, n_trs: int) -> np.ndarray:
+    """Return `orders` as an intp (K, T) array of permutations of the T TRs, or raise."""
+    array = np.asarray(orders)
+    if array.ndim != 2 or array.shape[1] != n_trs or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"orders must be integers of shape (K, {n_trs}), not {array.dtype} "
+                         f"{array.shape}")
+    if not (np.sort(array, axis=1) == np.arange(n_trs)).all():
+        raise ValueError("every row of orders must be a permutation of the TRs 0 to T - 1")
+    return array.astype(np.intp, copy=False)
 
 
 def _resolve_device(device: Any, backend: str | None) -> tuple[str, str]:

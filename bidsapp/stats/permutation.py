@@ -12,6 +12,7 @@ reasoning is in ``docs/statistics.md``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import zlib
@@ -22,9 +23,11 @@ import numpy as np
 
 from bidsapp.errors import BadDataError
 
-SearchlightFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+SearchlightFn = Callable[..., np.ndarray]
 """``searchlight_fn(patterns (T, V), neighbors (n_centers, n), candidate_rdms (M, T, T))``
-returning correlations of shape (n_centers, M), like :func:`bidsapp.rsa.searchlight`."""
+returning correlations of shape (n_centers, M), like :func:`bidsapp.rsa.searchlight`.  A
+function that also takes an ``orders`` keyword (K, T), as :func:`bidsapp.rsa.searchlight`
+does, is handed the permutations as TR orders and returns (n_centers, K * M)."""
 
 DEFAULT_N_PERMUTATIONS = 100
 """Block permutations per participant; each costs one more pass of the candidate RDMs."""
@@ -167,7 +170,7 @@ def participant_null(
     seed: int | np.random.Generator,
     searchlight_fn: SearchlightFn,
     *,
-    max_batch_bytes: int = 256 * 2**20,
+    max_batch_bytes: int = 2**30,
 ) -> ParticipantNull:
     """Compute one participant's null of the max-over-layers searchlight correlation.
 
@@ -176,7 +179,9 @@ def participant_null(
     searchlight correlates them with the unchanged target RDMs, and the maximum over
     layers is kept.  Permutations are stacked as extra candidates, so the engine builds
     each target RDM once per batch; a batch holds at most ``max_batch_bytes`` of
-    candidate RDMs.
+    permuted candidates (the T (T + 1) / 2 float64 ranks of each layer when
+    ``searchlight_fn`` takes TR ``orders``, else the T x T RDMs).  At the study's size
+    (T = 496, 10 layers) the default holds 108 permutations.
 
     Parameters
     ----------
@@ -195,6 +200,8 @@ def participant_null(
     searchlight_fn : callable
         The engine, ``searchlight_fn(patterns, neighbors, candidate_rdms) -> (n_centers,
         M)``; pass :func:`bidsapp.rsa.searchlight` (``functools.partial`` for ``device``).
+        If it takes an ``orders`` keyword (see ``SearchlightFn``), the permutations are
+        passed as TR orders, so that the engine ranks each candidate once.
     max_batch_bytes : int, optional
         Memory bound of the permuted candidates passed to one engine call.
 
@@ -221,23 +228,37 @@ def participant_null(
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be at least 1, not {n_permutations}")
     orders = block_permutations(trial_lengths, n_permutations, seed)
-    per_permutation = n_layers * n_tr * n_tr * candidate_rdms.itemsize
+    takes_orders = _takes_orders(searchlight_fn)
+    per_permutation = n_layers * (n_tr * (n_tr + 1) // 2 * 8 if takes_orders
+                                  else n_tr * n_tr * candidate_rdms.itemsize)
     batch = max(1, min(n_permutations, max_batch_bytes // per_permutation))
     n_centers = np.shape(neighbors)[0]
     max_r = np.empty((n_permutations, n_centers), dtype=np.float32)
     for start in range(0, n_permutations, batch):
         stop = min(start + batch, n_permutations)
-        stacked = np.empty((stop - start, n_layers, n_tr, n_tr), dtype=candidate_rdms.dtype)
-        for j, order in enumerate(orders[start:stop]):
-            index = block_index(trial_lengths, order)
-            stacked[j] = candidate_rdms[:, index][:, :, index]
-        r = np.asarray(searchlight_fn(patterns, neighbors, stacked.reshape(-1, n_tr, n_tr)))
-        r = r.reshape(n_centers, stop - start, n_layers)
+        tr_orders = np.stack([block_index(trial_lengths, order)
+                              for order in orders[start:stop]])
+        if takes_orders:
+            r = searchlight_fn(patterns, neighbors, candidate_rdms, orders=tr_orders)
+        else:
+            stacked = np.empty((stop - start, n_layers, n_tr, n_tr), dtype=candidate_rdms.dtype)
+            for j, index in enumerate(tr_orders):
+                stacked[j] = candidate_rdms[:, index][:, :, index]
+            r = searchlight_fn(patterns, neighbors, stacked.reshape(-1, n_tr, n_tr))
+        r = np.asarray(r).reshape(n_centers, stop - start, n_layers)
         with np.errstate(invalid="ignore"):
             # A NaN layer (constant RDM) is skipped as in the observed maximum.
             max_r[start:stop] = np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=2).T
     max_r[~np.isfinite(max_r)] = np.nan
     return ParticipantNull(max_r=max_r, block_orders=orders)
+
+
+def _takes_orders(searchlight_fn: SearchlightFn) -> bool:
+    """Whether ``searchlight_fn`` accepts the ``orders`` keyword of the bidsapp engine."""
+    try:
+        return "orders" in inspect.signature(searchlight_fn).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
 
 
 def _draw_indices(

@@ -89,7 +89,9 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
         )
     chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
                                         seed=seed, n_jobs=config.omp_nthreads or 1),
-                       iterfield=["chunk"], name="searchlight", mem_gb=2,
+                       iterfield=["chunk"], name="searchlight",
+                       # the null's K x L ranked candidates: ~1 GB at T = 496, K = 100
+                       mem_gb=3 if n_perm else 2,
                        n_procs=config.omp_nthreads or 1)
     merge = pe.Node(MergeMaps(searchlight_size=config.searchlight_size, seed=seed),
                     name="merge_maps")

@@ -69,6 +69,24 @@ def test_matches_scipy_spearmanr(engine, kind):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("n_orders", [2, 30])
+def test_orders_equal_the_reordered_candidates(engine, n_orders):
+    # 30 orders x 3 layers = 90 columns: the numpy engine's tall stack; 2 x 3: the short one.
+    # The gathered ranks are the ranks of the reordered RDM, ties included: bit-identical maps.
+    rng = np.random.default_rng(21)
+    n_trs, n_in_mask = 40, 200
+    patterns = _patterns(rng, "int16-wide", n_trs, n_in_mask)
+    nbrs = np.array([rng.choice(n_in_mask, 20, replace=False) for _ in range(75)])
+    candidates = _candidates(rng, n_trs)
+    orders = np.stack([rng.permutation(n_trs) for _ in range(n_orders)])
+    result = searchlight(patterns, nbrs, candidates, device="cpu", orders=orders, **engine)
+    reordered = np.concatenate([candidates[:, order][:, :, order] for order in orders])
+    assert result.shape == (75, 3 * n_orders)
+    np.testing.assert_array_equal(
+        result, searchlight(patterns, nbrs, reordered, device="cpu", **engine))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_pearson_option_matches_scipy_pearsonr(engine):
     rng = np.random.default_rng(7)
     patterns = _patterns(rng, "int16-wide", 40, 200)
@@ -270,6 +288,12 @@ def test_agrees_with_rsatoolbox_searchlight():
          ValueError, "chunk_size"),
         (np.zeros((4, 5)), np.zeros((1, 2), int), np.zeros((1, 4, 4)),
          {"device": "cuda", "backend": "numpy"}, ValueError, "numpy backend"),
+        (np.zeros((4, 5)), np.zeros((1, 2), int), np.zeros((1, 4, 4)),
+         {"orders": np.zeros((2, 3), int)}, ValueError, "shape"),
+        (np.zeros((4, 5)), np.zeros((1, 2), int), np.zeros((1, 4, 4)),
+         {"orders": np.zeros((2, 4))}, ValueError, "integers"),
+        (np.zeros((4, 5)), np.zeros((1, 2), int), np.zeros((1, 4, 4)),
+         {"orders": [[0, 1, 1, 3]]}, ValueError, "permutation"),
     ],
 )
 def test_errors(patterns, nbrs, candidates, kwargs, error, match):

@@ -1,3 +1,4 @@
+import functools
 import importlib
 import itertools
 
@@ -5,6 +6,7 @@ import numpy as np
 import pytest
 
 from bidsapp.errors import BadDataError
+from bidsapp.rsa import searchlight
 from bidsapp.stats import (
     block_index,
     block_permutations,
@@ -81,6 +83,26 @@ def test_participant_null_is_the_max_over_permuted_candidates(synthetic, small_p
                              synthetic.reference_searchlight, max_batch_bytes=1)
     np.testing.assert_array_equal(small.max_r, null.max_r)
     np.testing.assert_array_equal(small.block_orders, null.block_orders)
+
+
+def test_participant_null_hands_the_engine_tr_orders(small_participant):
+    # bidsapp's engine takes the permutations as TR orders and ranks each candidate once; a
+    # function without that keyword gets the permuted RDMs.  Same maxima, to the bit.
+    design, patterns, neighbors, candidates = small_participant
+    engine = functools.partial(searchlight, device="cpu")
+    calls = []
+
+    def explicit(p, n, c):
+        calls.append(len(c))
+        return searchlight(p, n, c, device="cpu")
+
+    args = (design.trial_lengths, 9, 5)
+    fast = participant_null(patterns, neighbors, candidates, *args, engine)
+    slow = participant_null(patterns, neighbors, candidates, *args, explicit,
+                            max_batch_bytes=4 * candidates.nbytes)
+    assert calls == [4 * len(candidates)] * 2 + [len(candidates)]  # batches of 4, 4, 1
+    np.testing.assert_array_equal(fast.max_r, slow.max_r)
+    np.testing.assert_array_equal(fast.block_orders, slow.block_orders)
 
 
 def test_participant_null_in_chunks_of_centers(synthetic, small_participant):
