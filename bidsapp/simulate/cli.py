@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write into a non-empty folder that is not an earlier simulation")
     parser.add_argument("--print-params", action="store_true",
                         help="print the resolved parameters as JSON and exit")
+    parser.add_argument("--nprocs", metavar="N", type=_number(int, 1), default=1,
+                        help="subjects simulated at once, one process each; the files do not "
+                             "depend on it (default: 1)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more output, and tracebacks for errors")
 
@@ -154,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_PARAMS = {"output_dir", "preset", "seed", "overwrite", "print_params", "verbose"}
+_NOT_PARAMS = {"output_dir", "preset", "seed", "overwrite", "print_params", "verbose", "nprocs"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     from .core import simulate
 
     root = simulate(opts.output_dir, opts.preset, opts.seed, overwrite=opts.overwrite,
-                    **overrides)
+                    n_procs=opts.nprocs, **overrides)
     print(f"simulate: wrote {root}")
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from bidsapp._pool import starmap
 from bidsapp.errors import UsageError
 
 from . import writer
@@ -40,7 +41,7 @@ T1W_EXTENT_MM = (192.0, 240.0, 208.0)
 
 
 def simulate(output_dir: str | Path, preset: str = "tiny", seed: int = 0, *,
-             overwrite: bool = False, **overrides: Any) -> Path:
+             overwrite: bool = False, n_procs: int = 1, **overrides: Any) -> Path:
     """Write a simulated BIDS dataset with its ground truth and return its root.
 
     Parameters
@@ -55,6 +56,9 @@ def simulate(output_dir: str | Path, preset: str = "tiny", seed: int = 0, *,
     overwrite : bool, optional
         Write into a non-empty folder that is not an earlier simulation (its other files
         are left alone).
+    n_procs : int, optional
+        Subjects simulated at the same time, each in its own process.  Every subject draws
+        from its own random streams, so the files are the same for any ``n_procs``.
     **overrides
         Any field of :class:`~bidsapp.simulate.presets.SimulationParams`.
 
@@ -108,9 +112,12 @@ def simulate(output_dir: str | Path, preset: str = "tiny", seed: int = 0, *,
     epi_mni = epi_template(template, params.voxel_size, params.dropout)
 
     labels = [f"{s:02d}" for s in range(1, params.subjects + 1)]
-    for label in labels:
-        written += _simulate_subject(root, label, seed, params, template, epi_mni, planted,
-                                     spheres, features, LAYER_NAMES)
+    # Spawned workers start without logging: they set it up as here when the CLI had.
+    log_level = LOGGER.getEffectiveLevel() if logging.getLogger("bidsapp").handlers else None
+    jobs = [(log_level, root, label, seed, params, template, epi_mni, planted,
+             spheres, features, LAYER_NAMES) for label in labels]
+    for files in starmap(_simulate_subject_logged, jobs, min(n_procs, len(labels))):
+        written += files
 
     written += _write_top_level(root, params, seed, preset, labels, weights)
     relative = sorted({p.relative_to(root).as_posix() for p in written}
@@ -169,6 +176,15 @@ def _write_truth_maps(truth: Path, params: SimulationParams, spheres: list[Spher
     written.append(writer.save_json(truth / "truth_layers.json", writer.truth_layers_sidecar(
         entries, params.to_dict(), layer_names, weights)))
     return written
+
+
+def _simulate_subject_logged(level: int | None, *args) -> list[Path]:
+    """Run :func:`_simulate_subject`; in a spawned worker, log its progress as the parent."""
+    if level is not None and not logging.getLogger("bidsapp").handlers:
+        from bidsapp.cli.run import setup_logging
+
+        setup_logging(verbose=int(level <= logging.DEBUG))
+    return _simulate_subject(*args)
 
 
 def _simulate_subject(root: Path, label: str, seed: int, params: SimulationParams,

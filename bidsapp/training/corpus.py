@@ -18,7 +18,7 @@ import json
 import logging
 from pathlib import Path
 
-from ._pool import starmap
+from bidsapp._pool import starmap
 
 LOGGER = logging.getLogger(__name__)
 

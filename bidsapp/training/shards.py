@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bidsapp._pool import starmap
 from bidsapp.audio.weightfile import TAGS
 from bidsapp.io import write_json
 
-from ._pool import starmap
 from .corpus import SOURCES, SPLIT_FRACTIONS, build_work_list, read_work_list
 from .data import MANIFEST, write_shard
 from .render import Renderer, draw_spec, find_soundfont, spec_labels

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bidsapp._pool import starmap
 from bidsapp.errors import MissingInputError
 from bidsapp.io import write_json
 
-from ._pool import starmap
 from .data import MANIFEST, read_manifest, write_shard
 
 LOGGER = logging.getLogger(__name__)

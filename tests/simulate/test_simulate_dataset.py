@@ -138,7 +138,8 @@ def test_voxels_in_spheres_follow_their_layer_and_others_do_not(tiny_dataset):
 
 
 def test_same_seed_gives_identical_bytes(tiny_dataset, tmp_path):
-    again = simulate(tmp_path / "again", preset="tiny", seed=0)
+    # Two processes, one per subject, against the fixture's one: the same bytes.
+    again = simulate(tmp_path / "again", preset="tiny", seed=0, n_procs=2)
     assert file_hashes(again) == file_hashes(tiny_dataset)
 
 

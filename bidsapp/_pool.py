@@ -1,4 +1,4 @@
-"""One process-pool map for the rendering and transport steps of the training part."""
+"""One process-pool map for the parallel steps outside nipype: rendering, transport, simulation."""
 
 from __future__ import annotations
 
