@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bidsapp.errors import BidsAppError, MissingInputError, UsageError
+from bidsapp.errors import BidsAppError, MissingInputError, NotAvailableError, UsageError
 
 from .resnet import ResNet18Audio
 from .weightfile import (
@@ -163,15 +163,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     Raises
     ------
+    NotAvailableError
+        If CUDA is requested but torch sees no GPU (exit 69, as the participant level).
     UsageError
-        If CUDA is requested but not available, or the name is unknown.
+        If the name is unknown.
     """
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("CUDA was requested but no GPU is usable", fix="use --device cpu")
+        raise NotAvailableError(
+            f"--device {device} asks for a CUDA GPU, but torch sees none on this machine",
+            fix="use --device auto (GPU when present, else CPU) or --device cpu; in "
+                "Apptainer/Singularity pass --nv, in Docker --gpus all")
     if device != "cpu" and not device.startswith("cuda"):
         raise UsageError(f"Unknown device {device!r}", fix="use auto, cpu or cuda")
     return torch.device(device)

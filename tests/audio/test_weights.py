@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bidsapp.audio import weights as W
-from bidsapp.errors import BadDataError, MissingInputError, UsageError
+from bidsapp.errors import BadDataError, MissingInputError, NotAvailableError
 
 
 def test_untrained_file_and_sidecar(untrained_weights):
@@ -100,7 +100,9 @@ def test_command_line(untrained_weights, tmp_path, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_without_gpu_is_a_usage_error():
+def test_cuda_without_gpu_is_not_available():
+    # Exit 69 everywhere (training CLI, participant level), not 64: the command was right.
     assert W.resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(UsageError):
+    with pytest.raises(NotAvailableError, match="--nv") as caught:
         W.resolve_device("cuda")
+    assert caught.value.exit_code == 69
