@@ -150,9 +150,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_agreement(bids: Path, out: Path) -> None:
-    """Print how far the group layer map agrees with the planted layers."""
+    """Print how far the maps agree with the planted layers, per sphere and at the group."""
     import nibabel as nb
 
+    from bidsapp.audio import LAYER_NAMES
+    from bidsapp.simulate.truth import sphere_layer_profiles
+
+    profiles = sphere_layer_profiles(bids, out)
+    for p in profiles:
+        best, planted = p["best_layer"], p["planted_layer"]
+        if best is None:
+            print(f"demo: sphere {p['index']} has no searchlight values in the maps")
+            continue
+        print(f"demo: sphere {p['index']} at {tuple(round(c) for c in p['center_mni'])} mm, "
+              f"planted {LAYER_NAMES[planted - 1]}: highest mean r {LAYER_NAMES[best - 1]} "
+              f"({p['mean_r'][best - 1]:.3f}; planted layer {p['mean_r'][planted - 1]:.3f}; "
+              f"{p['n_participants']} participants)")
     truth_file = bids / "derivatives" / "truth" / "truth_layers.nii.gz"
     maps = sorted((out / "group").glob("*desc-bestlayer_dseg.nii.gz"))
     if not truth_file.exists() or not maps:
@@ -169,9 +182,13 @@ def _print_agreement(bids: Path, out: Path) -> None:
     planted = truth > 0
     significant = planted & (found > 0)
     agree = (found[significant] == truth[significant]).mean() if significant.any() else 0.0
-    print(f"demo: {significant.sum()} of {planted.sum()} planted voxels significant; "
-          f"layer agrees with the plant in {100 * agree:.0f}% of them")
-
+    print(f"demo: {significant.sum()} of {planted.sum()} planted voxels significant in the "
+          f"group test; layer agrees with the plant in {100 * agree:.0f}% of them")
+    if profiles and profiles[0]["n_participants"] < 3:
+        print(f"demo: with {profiles[0]['n_participants']} participants the group tests have "
+              "almost no power (a t-test with one degree of freedom; a permutation null of "
+              "few combinations), so few or no significant voxels are expected here; the "
+              "per-sphere means above show what the maps hold (docs/statistics.md)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -144,3 +144,57 @@ def load_motion(dataset: str | Path, subject: str, run: int, task: str = "music"
     if not path.is_file():
         raise MissingInputError("The run's motion file is missing", path=path)
     return np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)
+
+
+def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path) -> list[dict[str, Any]]:
+    """Return, per planted sphere, each layer's searchlight r averaged over its voxels.
+
+    The average runs over the sphere's voxels on the app's grid and over every participant
+    with per-layer maps in ``output_dir``.  Unlike the group's layer maps it needs no
+    significance, so it shows which layer a sphere prefers even with two participants.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        The simulated dataset's root.
+    output_dir : str or Path
+        The app's output folder (``sub-*/func/*_desc-layerNN_stat-r_statmap.nii.gz``).
+
+    Returns
+    -------
+    list of dict
+        One per sphere: ``index``, ``center_mni``, ``planted_layer`` (1-based),
+        ``mean_r`` (one value per layer; NaN without values), ``best_layer`` (1-based, the
+        highest mean r; None when the sphere has no values) and ``n_participants``.  Empty
+        when no participant has per-layer maps.
+    """
+    from nilearn.image import resample_to_img
+
+    root = Path(dataset)
+    spheres = _read_json(root / TRUTH_DIR / "truth_layers.json")["Spheres"]
+    by_subject: dict[str, list[Path]] = {}
+    pattern = "sub-*/func/sub-*_desc-layer*_stat-r_statmap.nii.gz"
+    for path in sorted(Path(output_dir).glob(pattern)):
+        by_subject.setdefault(path.name.split("_")[0], []).append(path)
+    if not by_subject:
+        return []
+    maps = [np.stack([np.asanyarray(nb.load(p).dataobj) for p in paths], axis=-1)
+            for paths in by_subject.values()]
+    reference = nb.load(next(iter(by_subject.values()))[0])
+    profiles = []
+    for sphere in spheres:
+        mask_img = resample_to_img(nb.load(root / TRUTH_DIR / sphere["mask"]), reference,
+                                   interpolation="nearest", force_resample=True,
+                                   copy_header=True)
+        values = np.concatenate([m[np.asanyarray(mask_img.dataobj) > 0] for m in maps])
+        finite = np.isfinite(values).any(axis=0)
+        mean_r = np.full(values.shape[1], np.nan)
+        if finite.any():  # a sphere outside the maps' grid or mask has no profile
+            mean_r[finite] = np.nanmean(values[:, finite], axis=0)
+        profiles.append({
+            "index": sphere["index"], "center_mni": sphere["center_mni"],
+            "planted_layer": sphere["layer"], "mean_r": [round(float(r), 4) for r in mean_r],
+            "best_layer": int(np.nanargmax(mean_r)) + 1 if finite.any() else None,
+            "n_participants": len(maps),
+        })
+    return profiles

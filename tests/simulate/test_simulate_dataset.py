@@ -175,3 +175,31 @@ def test_overwrite_writes_into_a_foreign_folder_and_keeps_its_files(tmp_path):
     simulate(folder, preset="tiny", seed=3, overwrite=True, **SMALL)
     assert (folder / "notes.txt").read_text() == "mine"
     assert (folder / "sub-01/func/sub-01_task-music_run-1_bold.nii.gz").is_file()
+
+
+def test_sphere_layer_profiles_find_the_planted_layer(small_dataset, tmp_path):
+    # Maps on a coarser grid than the truth (as the app's can be): 0.1 everywhere, 0.6 in
+    # the spheres planted with that layer, 0.3 for the layer after it.  Each sphere's mean
+    # profile must peak at its planted layer, through the resampling of its mask.
+    layer_map = sim_truth.load_layer_map(small_dataset)
+    target = nb.Nifti1Image(np.zeros((40, 48, 40), np.float32),
+                            nb.affines.rescale_affine(layer_map.affine, layer_map.shape,
+                                                      (8.0, 8.0, 8.0), (40, 48, 40)))
+    from nilearn.image import resample_to_img
+
+    truth = np.asanyarray(resample_to_img(layer_map, target, interpolation="nearest",
+                                          force_resample=True, copy_header=True).dataobj)
+    for sub in ("01", "02"):
+        func = tmp_path / "out" / f"sub-{sub}" / "func"
+        func.mkdir(parents=True)
+        for layer in range(1, 11):
+            data = 0.1 + 0.5 * (truth == layer) + 0.2 * (truth == layer - 1)
+            nb.Nifti1Image(data.astype(np.float32), target.affine).to_filename(
+                func / f"sub-{sub}_task-music_desc-layer{layer:02d}_stat-r_statmap.nii.gz")
+    profiles = sim_truth.sphere_layer_profiles(small_dataset, tmp_path / "out")
+    spheres = sim_truth.load(small_dataset)["Spheres"]
+    assert [p["planted_layer"] for p in profiles] == [s["layer"] for s in spheres]
+    for p in profiles:
+        assert p["best_layer"] == p["planted_layer"] and p["n_participants"] == 2
+        assert p["mean_r"][p["planted_layer"] - 1] > 0.5
+    assert sim_truth.sphere_layer_profiles(small_dataset, tmp_path / "empty") == []

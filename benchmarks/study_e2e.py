@@ -1,0 +1,254 @@
+"""Benchmark: the simulator's ``study`` preset end to end, as a lab would run it.
+
+Simulates 6 participants x 8 runs (``bidsapp simulate --preset study --seed 0``), runs the
+participant level for each participant with the defaults (permutation null K = 100
+included), then the group level, and scores the group maps against the planted truth:
+
+- *layer match*: in the planted voxels that the permutation test finds significant, the
+  fraction whose group layer map (``desc-permbestlayer``) names the planted layer;
+- *false-positive fraction*: significant voxels among the null voxels of the group mask
+  (over 30 mm from every planted center), for the permutation test and, for comparison,
+  the study's t-test;
+- per planted sphere, each layer's r averaged over the sphere and the participants
+  (:func:`bidsapp.simulate.truth.sphere_layer_profiles`), with no threshold.
+
+Every stage is one command of the app; its wall time and the peak memory (proportional set
+size, summed over the command's process tree, sampled every 0.5 s) are recorded with the
+load averages, in ``benchmarks/results/study_e2e.json``.  The run resumes: a stage already
+recorded as done is skipped, so the whole study can be run over several sittings on a small
+machine (one participant takes about 45 min on 2 cores).  A participant's work directory
+is deleted once it has finished (about 16 GB each), unless ``--keep-work``.
+
+    python benchmarks/study_e2e.py ROOT [--participants 01 02] [--nprocs 2] [--keep-work]
+    python benchmarks/study_e2e.py ROOT --group     # group level and scores
+
+ROOT holds ``bids/``, ``out/``, ``work/``, ``tf/`` (TemplateFlow cache) and one log per
+stage.  A simulation run beforehand by hand under ``/usr/bin/time -v -o ROOT/simulate.time``
+is adopted with the figures that file gives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_preproc import PeakMemory  # noqa: E402  (same memory sampler as that benchmark)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "study_e2e.json"
+NULL_DISTANCE_MM = 30.0
+SUBJECTS = [f"{i:02d}" for i in range(1, 7)]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _bidsapp() -> str:
+    return str(Path(sys.executable).with_name("bidsapp"))
+
+
+def run_stage(name: str, command: list[str], log: Path, env: dict) -> dict:
+    """Run one command of the app; return its wall time, peak memory and exit status.
+
+    Parameters
+    ----------
+    name : str
+        The stage, for the progress line.
+    command : list of str
+        The command line.
+    log : pathlib.Path
+        Where its standard output and error go.
+    env : dict
+        Its environment.
+
+    Returns
+    -------
+    dict
+        ``command``, ``started``, ``wall_s``, ``peak_pss_gb``, ``exit_code`` and the load
+        averages at the start and at the end.
+    """
+    print(f"[{_now()}] {name}: {' '.join(command)} (log: {log})", flush=True)
+    record = {"command": " ".join(command), "started": _now(), "load_at_start": _load()}
+    started = time.perf_counter()
+    with PeakMemory() as peak, open(log, "ab") as out:
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    record.update(wall_s=round(time.perf_counter() - started, 1),
+                  peak_pss_gb=round(peak.peak / 2**30, 2), exit_code=code,
+                  load_at_end=_load())
+    print(f"[{_now()}] {name}: exit {code} after {record['wall_s'] / 60:.1f} min, peak "
+          f"{record['peak_pss_gb']} GB", flush=True)
+    return record
+
+
+def adopt_time_file(path: Path) -> dict:
+    """Read the wall time and maximum RSS that ``/usr/bin/time -v`` wrote to ``path``."""
+    text = path.read_text()
+    clock = re.search(r"Elapsed \(wall clock\) time.*: (\S+)", text).group(1)
+    seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(clock.split(":"))))
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
+    code = int(re.search(r"Exit status: (\d+)", text).group(1))
+    command = re.search(r'Command being timed: "(.*)"', text).group(1)
+    return {"command": command, "wall_s": round(seconds, 1),
+            "peak_rss_gb": round(rss_kb / 2**20, 2), "exit_code": code,
+            "measured_by": "/usr/bin/time -v (one process)"}
+
+
+def score(bids: Path, out: Path) -> dict:
+    """Compare the group maps with the planted truth.
+
+    Parameters
+    ----------
+    bids, out : pathlib.Path
+        The simulated dataset (with ``derivatives/truth``) and the app's output folder.
+
+    Returns
+    -------
+    dict
+        Per test (``permutation``, ``study``): significant planted voxels, the fraction of
+        them whose layer map names the planted layer (per planted layer too), and the
+        false-positive fraction among the null voxels of the group mask.
+    """
+    import nibabel as nb
+    from nilearn.image import resample_to_img
+
+    group = out / "group"
+    mask_img = nb.load(next(group.glob("*desc-brain_mask.nii.gz")))
+    truth_dir = bids / "derivatives" / "truth"
+    spheres = json.loads((truth_dir / "truth_layers.json").read_text())["Spheres"]
+    truth = np.asanyarray(resample_to_img(
+        nb.load(truth_dir / "truth_layers.nii.gz"), mask_img, interpolation="nearest",
+        force_resample=True, copy_header=True).dataobj).astype(int)
+    mask = np.asanyarray(mask_img.dataobj) > 0
+    ijk = np.indices(mask.shape).reshape(3, -1).T
+    xyz = (nb.affines.apply_affine(mask_img.affine, ijk)).reshape(*mask.shape, 3)
+    far = mask.copy()
+    for sphere in spheres:
+        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > NULL_DISTANCE_MM
+    planted = mask & (truth > 0)
+    from bidsapp.simulate.truth import sphere_layer_profiles
+
+    result = {"planted_voxels_in_mask": int(planted.sum()), "null_voxels": int(far.sum()),
+              "null_distance_mm": NULL_DISTANCE_MM,
+              "sphere_profiles": sphere_layer_profiles(bids, out)}
+    for test, significance, layers in (("permutation", "permfdr_mask", "permbestlayer_dseg"),
+                                       ("study", "fdr_mask", "bestlayer_dseg")):
+        sig_files = list(group.glob(f"*desc-{significance}.nii.gz"))
+        layer_files = list(group.glob(f"*desc-{layers}.nii.gz"))
+        if not sig_files or not layer_files:
+            continue
+        significant = np.asanyarray(nb.load(sig_files[0]).dataobj) > 0
+        found = np.asanyarray(nb.load(layer_files[0]).dataobj).astype(int)
+        hit = planted & significant
+        per_layer = {}
+        for layer in sorted(set(truth[planted].tolist())):
+            these = hit & (truth == layer)
+            per_layer[str(layer)] = {
+                "planted": int((planted & (truth == layer)).sum()),
+                "significant": int(these.sum()),
+                "layer_match": round(float((found[these] == layer).mean()), 4)
+                if these.any() else None,
+                "found_layers": {str(k): int(v) for k, v in
+                                 zip(*np.unique(found[these], return_counts=True),
+                                     strict=True)},
+            }
+        result[test] = {
+            "significant_voxels": int((significant & mask).sum()),
+            "significant_planted": int(hit.sum()),
+            "layer_match": round(float((found[hit] == truth[hit]).mean()), 4)
+            if hit.any() else None,
+            "false_positive_fraction": round(float(significant[far].mean()), 5),
+            "per_planted_layer": per_layer,
+        }
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the stages that are not recorded yet and write the results.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (see the module's docstring).
+
+    Returns
+    -------
+    dict
+        The results written to ``benchmarks/results/study_e2e.json``.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--participants", nargs="+", default=SUBJECTS)
+    parser.add_argument("--group", action="store_true", help="group level and scores only")
+    parser.add_argument("--nprocs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--keep-work", action="store_true")
+    opts = parser.parse_args(argv)
+    root = opts.root.resolve()
+    bids, out, work = root / "bids", root / "out", root / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TEMPLATEFLOW_HOME": str(root / "tf")}
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update(machine=platform.node(), cpus=os.cpu_count(), root=str(root))
+    stages = results.setdefault("stages", {})
+
+    def save() -> None:
+        RESULTS.parent.mkdir(exist_ok=True)
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(RESULTS)
+
+    if "simulate" not in stages:
+        if (root / "simulate.time").exists() and (bids / "dataset_description.json").exists():
+            stages["simulate"] = adopt_time_file(root / "simulate.time")
+        else:
+            stages["simulate"] = run_stage(
+                "simulate", [_bidsapp(), "simulate", "--preset", "study", "--seed", "0",
+                             str(bids)], root / "simulate.log", env)
+        save()
+    if stages["simulate"]["exit_code"] != 0:
+        raise SystemExit(f"the simulation failed: see {root / 'simulate.log'}")
+
+    if not opts.group:
+        for label in opts.participants:
+            key = f"participant sub-{label}"
+            if stages.get(key, {}).get("exit_code") == 0:
+                continue
+            stages[key] = run_stage(
+                key, [_bidsapp(), str(bids), str(out), "participant", "--participant-label",
+                      label, "-w", str(work / f"sub-{label}"), "--nprocs", str(opts.nprocs)],
+                root / f"participant_sub-{label}.log", env)
+            save()
+            if stages[key]["exit_code"] != 0:
+                raise SystemExit(f"sub-{label} failed: see {root}/participant_sub-{label}.log")
+            if not opts.keep_work:
+                shutil.rmtree(work / f"sub-{label}", ignore_errors=True)
+        return results
+
+    stages["group"] = run_stage("group", [_bidsapp(), str(bids), str(out), "group",
+                                          "--nprocs", str(opts.nprocs)],
+                                root / "group.log", env)
+    save()
+    if stages["group"]["exit_code"] == 0:
+        results["score"] = score(bids, out)
+        save()
+        print(json.dumps(results["score"], indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
