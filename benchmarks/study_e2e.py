@@ -2,7 +2,8 @@
 
 Simulates 6 participants x 8 runs (``bidsapp simulate --preset study --seed 0``), runs the
 participant level for each participant with the defaults (permutation null K = 100
-included), then the group level, and scores the group maps against the planted truth:
+included) in the simulator's template space (``--output-space MNI152NLin2009aSym``, which
+works offline), then the group level, and scores the group maps against the planted truth:
 
 - *layer match*: in the planted voxels that the permutation test finds significant, the
   fraction whose group layer map (``desc-permbestlayer``) names the planted layer;
@@ -230,7 +231,9 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             stages[key] = run_stage(
                 key, [_bidsapp(), str(bids), str(out), "participant", "--participant-label",
-                      label, "-w", str(work / f"sub-{label}"), "--nprocs", str(opts.nprocs)],
+                      label, "-w", str(work / f"sub-{label}"), "--nprocs", str(opts.nprocs),
+                      # the simulator's template space; nilearn's copy works offline
+                      "--output-space", "MNI152NLin2009aSym"],
                 root / f"participant_sub-{label}.log", env)
             save()
             if stages[key]["exit_code"] != 0:
