@@ -18,7 +18,8 @@ size, summed over the command's process tree, sampled every 0.5 s) are recorded 
 load averages, in ``benchmarks/results/study_e2e.json``.  The run resumes: a stage already
 recorded as done is skipped, so the whole study can be run over several sittings on a small
 machine (one participant takes about 45 min on 2 cores).  A participant's work directory
-is deleted once it has finished (about 16 GB each), unless ``--keep-work``.
+is deleted once it has finished (about 16 GB each), unless ``--keep-work``; the seconds of
+each kind of nipype node (summed over runs and chunks) are recorded first.
 
     python benchmarks/study_e2e.py ROOT [--participants 01 02] [--nprocs 2] [--keep-work]
     python benchmarks/study_e2e.py ROOT --group     # group level and scores
@@ -45,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_preproc import PeakMemory  # noqa: E402  (same memory sampler as that benchmark)
+from bench_preproc import PeakMemory, node_durations  # noqa: E402  (same tools as that one)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_e2e.json"
 NULL_DISTANCE_MM = 30.0
@@ -238,6 +239,11 @@ def main(argv: list[str] | None = None) -> dict:
             save()
             if stages[key]["exit_code"] != 0:
                 raise SystemExit(f"sub-{label} failed: see {root}/participant_sub-{label}.log")
+            # Wall seconds per kind of node (summed over runs and chunks), before they go.
+            stages[key]["node_seconds"] = {name: round(seconds, 1) for name, seconds
+                                           in node_durations(work / f"sub-{label}").items()
+                                           if seconds >= 1.0}
+            save()
             if not opts.keep_work:
                 shutil.rmtree(work / f"sub-{label}", ignore_errors=True)
         return results
