@@ -123,17 +123,20 @@ class SearchlightChunk(SimpleInterface):
         patterns = np.load(self.inputs.patterns, mmap_mode="r")
         nbrs = np.load(self.inputs.neighbors, mmap_mode="r")[start:stop]
         rdms = np.load(self.inputs.candidate_rdms)
-        result = searchlight(patterns, np.asarray(nbrs), rdms, device=self.inputs.device,
-                             n_jobs=self.inputs.n_jobs)
+        if self.inputs.n_permutations > 0:
+            # The maps come with the null's first batch: one build of the target RDMs.
+            result, self._results["null"] = self._null(patterns, np.asarray(nbrs), rdms, start,
+                                                       Path(runtime.cwd))
+        else:
+            result = searchlight(patterns, np.asarray(nbrs), rdms, device=self.inputs.device,
+                                 n_jobs=self.inputs.n_jobs)
         out = Path(runtime.cwd) / f"correlations_{start:07d}.npy"
         np.save(out, result)
         self._results["correlations"] = str(out)
-        if self.inputs.n_permutations > 0:
-            self._results["null"] = self._null(patterns, np.asarray(nbrs), rdms, start,
-                                               Path(runtime.cwd))
         return runtime
 
     def _null(self, patterns, nbrs, rdms, start, cwd):
+        """Return the chunk's maps and the path of its permutation null."""
         import functools
         import logging
 
@@ -151,10 +154,11 @@ class SearchlightChunk(SimpleInterface):
             self.inputs.n_permutations, len(lengths), len(nbrs))
         null = participant_null(
             patterns, nbrs, rdms, lengths, self.inputs.n_permutations, self.inputs.seed,
-            functools.partial(searchlight, device=self.inputs.device, n_jobs=self.inputs.n_jobs))
+            functools.partial(searchlight, device=self.inputs.device, n_jobs=self.inputs.n_jobs),
+            with_observed=True)
         out = cwd / f"null_{start:07d}.npz"
         np.savez(out, max_r=null.max_r, block_orders=null.block_orders)
-        return str(out)
+        return null.observed, str(out)
 
 
 def trial_lengths(info: dict) -> list[int]:

@@ -47,10 +47,14 @@ class ParticipantNull(NamedTuple):
     block_orders : numpy.ndarray
         Shape (n_permutations, n_trials), int: row k lists, for each trial position, the
         trial whose candidate features were put there.
+    observed : numpy.ndarray or None
+        Shape (n_centers, L), float32: the searchlight's correlations with the candidates
+        as given, when asked for with ``with_observed``; else None.
     """
 
     max_r: np.ndarray
     block_orders: np.ndarray
+    observed: np.ndarray | None = None
 
 
 def participant_seed(random_seed: int, subject: str) -> int:
@@ -171,6 +175,7 @@ def participant_null(
     searchlight_fn: SearchlightFn,
     *,
     max_batch_bytes: int = 2**30,
+    with_observed: bool = False,
 ) -> ParticipantNull:
     """Compute one participant's null of the max-over-layers searchlight correlation.
 
@@ -204,11 +209,17 @@ def participant_null(
         passed as TR orders, so that the engine ranks each candidate once.
     max_batch_bytes : int, optional
         Memory bound of the permuted candidates passed to one engine call.
+    with_observed : bool, optional
+        Also return the correlations with the candidates as given (the participant's
+        maps), from the first batch: the engine then builds the target RDMs once for the
+        maps and the null together.  They equal ``searchlight_fn(patterns, neighbors,
+        candidate_rdms)``.
 
     Returns
     -------
     ParticipantNull
-        ``max_r`` (K, n_centers) float32 and ``block_orders`` (K, n_trials).
+        ``max_r`` (K, n_centers) float32, ``block_orders`` (K, n_trials) and, with
+        ``with_observed``, ``observed`` (n_centers, L) float32.
 
     References
     ----------
@@ -234,23 +245,30 @@ def participant_null(
     batch = max(1, min(n_permutations, max_batch_bytes // per_permutation))
     n_centers = np.shape(neighbors)[0]
     max_r = np.empty((n_permutations, n_centers), dtype=np.float32)
+    observed = None
     for start in range(0, n_permutations, batch):
         stop = min(start + batch, n_permutations)
         tr_orders = np.stack([block_index(trial_lengths, order)
                               for order in orders[start:stop]])
+        first = with_observed and start == 0
+        if first:  # the identity order: the candidates as given
+            tr_orders = np.concatenate([np.arange(n_tr)[None], tr_orders])
         if takes_orders:
             r = searchlight_fn(patterns, neighbors, candidate_rdms, orders=tr_orders)
         else:
-            stacked = np.empty((stop - start, n_layers, n_tr, n_tr), dtype=candidate_rdms.dtype)
+            stacked = np.empty((len(tr_orders), n_layers, n_tr, n_tr),
+                               dtype=candidate_rdms.dtype)
             for j, index in enumerate(tr_orders):
                 stacked[j] = candidate_rdms[:, index][:, :, index]
             r = searchlight_fn(patterns, neighbors, stacked.reshape(-1, n_tr, n_tr))
-        r = np.asarray(r).reshape(n_centers, stop - start, n_layers)
+        r = np.asarray(r).reshape(n_centers, len(tr_orders), n_layers)
+        if first:
+            observed, r = np.array(r[:, 0], dtype=np.float32), r[:, 1:]
         with np.errstate(invalid="ignore"):
             # A NaN layer (constant RDM) is skipped as in the observed maximum.
             max_r[start:stop] = np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=2).T
     max_r[~np.isfinite(max_r)] = np.nan
-    return ParticipantNull(max_r=max_r, block_orders=orders)
+    return ParticipantNull(max_r=max_r, block_orders=orders, observed=observed)
 
 
 def _takes_orders(searchlight_fn: SearchlightFn) -> bool:

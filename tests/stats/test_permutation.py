@@ -103,6 +103,17 @@ def test_participant_null_hands_the_engine_tr_orders(small_participant):
     assert calls == [4 * len(candidates)] * 2 + [len(candidates)]  # batches of 4, 4, 1
     np.testing.assert_array_equal(fast.max_r, slow.max_r)
     np.testing.assert_array_equal(fast.block_orders, slow.block_orders)
+    assert fast.observed is None and slow.observed is None
+
+    # With the maps: the identity order joins the first batch; the null does not change.
+    maps = searchlight(patterns, neighbors, candidates, device="cpu")
+    calls.clear()
+    both = [participant_null(patterns, neighbors, candidates, *args, fn, with_observed=True,
+                             max_batch_bytes=4 * candidates.nbytes) for fn in (engine, explicit)]
+    assert calls == [5 * len(candidates), 4 * len(candidates), len(candidates)]
+    for null in both:
+        np.testing.assert_array_equal(null.observed, maps)
+        np.testing.assert_array_equal(null.max_r, fast.max_r)
 
 
 def test_participant_null_in_chunks_of_centers(synthetic, small_participant):

@@ -86,5 +86,9 @@ def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
                               partial(searchlight, device="cpu"))
     np.testing.assert_array_equal(direct.block_orders, null_meta["BlockOrders"])
     np.testing.assert_allclose(null.reshape(-1, 5), direct.max_r.T, atol=1e-6)
+    # The maps came with the null's first batch: they are the plain searchlight's.
+    np.testing.assert_array_equal(
+        r.reshape(-1, 10), searchlight(patterns, nbrs, np.load(rdms_result.outputs.candidate_rdms),
+                                       device="cpu"))
     assert np.all(np.abs(null) <= 1.0)
     assert (out / "sub-01" / "figures" / "sub-01_task-music_desc-candidates_rdm.svg").is_file()
