@@ -13,7 +13,6 @@ from bidsapp.errors import (
     BidsAppError,
     CannotWriteError,
     MissingInputError,
-    NotAvailableError,
     UsageError,
 )
 
@@ -173,14 +172,9 @@ def _check_device(device: str) -> None:
     """
     if not device.startswith("cuda"):
         return
-    import torch
+    from bidsapp.audio.weights import resolve_device
 
-    if not torch.cuda.is_available():
-        raise NotAvailableError(
-            f"--device {device} asks for a CUDA GPU, but torch sees none on this machine",
-            fix="use --device auto (GPU when present, else CPU) or --device cpu; in "
-                "Apptainer/Singularity pass --nv, in Docker --gpus all",
-        )
+    resolve_device(device)  # NotAvailableError (69) with the fix when torch sees no GPU
 
 
 def _run_workflow(workflow, config: Config) -> int:
