@@ -43,13 +43,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_preproc import PeakMemory, node_durations  # noqa: E402  (same tools as that one)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_e2e.json"
-NULL_DISTANCE_MM = 30.0
 SUBJECTS = [f"{i:02d}" for i in range(1, 7)]
 
 
@@ -122,62 +119,15 @@ def score(bids: Path, out: Path) -> dict:
     Returns
     -------
     dict
-        Per test (``permutation``, ``study``): significant planted voxels, the fraction of
-        them whose layer map names the planted layer (per planted layer too), and the
-        false-positive fraction among the null voxels of the group mask.
+        :func:`bidsapp.simulate.truth.group_layer_agreement` (per test: the significant
+        planted voxels, the fraction whose layer map names the planted layer, the
+        false-positive fraction among the null voxels) with ``sphere_profiles``
+        (:func:`~bidsapp.simulate.truth.sphere_layer_profiles`) added.
     """
-    import nibabel as nb
-    from nilearn.image import resample_to_img
+    from bidsapp.simulate.truth import group_layer_agreement, sphere_layer_profiles
 
-    group = out / "group"
-    mask_img = nb.load(next(group.glob("*desc-brain_mask.nii.gz")))
-    truth_dir = bids / "derivatives" / "truth"
-    spheres = json.loads((truth_dir / "truth_layers.json").read_text())["Spheres"]
-    truth = np.asanyarray(resample_to_img(
-        nb.load(truth_dir / "truth_layers.nii.gz"), mask_img, interpolation="nearest",
-        force_resample=True, copy_header=True).dataobj).astype(int)
-    mask = np.asanyarray(mask_img.dataobj) > 0
-    ijk = np.indices(mask.shape).reshape(3, -1).T
-    xyz = (nb.affines.apply_affine(mask_img.affine, ijk)).reshape(*mask.shape, 3)
-    far = mask.copy()
-    for sphere in spheres:
-        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > NULL_DISTANCE_MM
-    planted = mask & (truth > 0)
-    from bidsapp.simulate.truth import sphere_layer_profiles
-
-    result = {"planted_voxels_in_mask": int(planted.sum()), "null_voxels": int(far.sum()),
-              "null_distance_mm": NULL_DISTANCE_MM,
-              "sphere_profiles": sphere_layer_profiles(bids, out)}
-    for test, significance, layers in (("permutation", "permfdr_mask", "permbestlayer_dseg"),
-                                       ("study", "fdr_mask", "bestlayer_dseg")):
-        sig_files = list(group.glob(f"*desc-{significance}.nii.gz"))
-        layer_files = list(group.glob(f"*desc-{layers}.nii.gz"))
-        if not sig_files or not layer_files:
-            continue
-        significant = np.asanyarray(nb.load(sig_files[0]).dataobj) > 0
-        found = np.asanyarray(nb.load(layer_files[0]).dataobj).astype(int)
-        hit = planted & significant
-        per_layer = {}
-        for layer in sorted(set(truth[planted].tolist())):
-            these = hit & (truth == layer)
-            per_layer[str(layer)] = {
-                "planted": int((planted & (truth == layer)).sum()),
-                "significant": int(these.sum()),
-                "layer_match": round(float((found[these] == layer).mean()), 4)
-                if these.any() else None,
-                "found_layers": {str(k): int(v) for k, v in
-                                 zip(*np.unique(found[these], return_counts=True),
-                                     strict=True)},
-            }
-        result[test] = {
-            "significant_voxels": int((significant & mask).sum()),
-            "significant_planted": int(hit.sum()),
-            "layer_match": round(float((found[hit] == truth[hit]).mean()), 4)
-            if hit.any() else None,
-            "false_positive_fraction": round(float(significant[far].mean()), 5),
-            "per_planted_layer": per_layer,
-        }
-    return result
+    return {**group_layer_agreement(bids, out),
+            "sphere_profiles": sphere_layer_profiles(bids, out)}
 
 
 def main(argv: list[str] | None = None) -> dict:

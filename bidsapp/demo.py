@@ -151,10 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_agreement(bids: Path, out: Path) -> None:
     """Print how far the maps agree with the planted layers, per sphere and at the group."""
-    import nibabel as nb
-
     from bidsapp.audio import LAYER_NAMES
-    from bidsapp.simulate.truth import sphere_layer_profiles
+    from bidsapp.simulate.truth import group_layer_agreement, sphere_layer_profiles
 
     profiles = sphere_layer_profiles(bids, out)
     for p in profiles:
@@ -166,24 +164,18 @@ def _print_agreement(bids: Path, out: Path) -> None:
               f"planted {LAYER_NAMES[planted - 1]}: highest mean r {LAYER_NAMES[best - 1]} "
               f"({p['mean_r'][best - 1]:.3f}; planted layer {p['mean_r'][planted - 1]:.3f}; "
               f"{p['n_participants']} participants)")
-    truth_file = bids / "derivatives" / "truth" / "truth_layers.nii.gz"
-    maps = sorted((out / "group").glob("*desc-bestlayer_dseg.nii.gz"))
-    if not truth_file.exists() or not maps:
+    if not sorted((out / "group").glob("*desc-bestlayer_dseg.nii.gz")):
         print("demo: no group layer map to compare with the planted layers")
         return
-    from nilearn.image import resample_to_img
-
-    found_img = nb.load(maps[0])
-    # The truth is on the simulator's grid; compare on the app's output grid.
-    truth_img = resample_to_img(nb.load(truth_file), found_img, interpolation="nearest",
-                                force_resample=True, copy_header=True)
-    truth = np.asanyarray(truth_img.dataobj)
-    found = np.asanyarray(found_img.dataobj)
-    planted = truth > 0
-    significant = planted & (found > 0)
-    agree = (found[significant] == truth[significant]).mean() if significant.any() else 0.0
-    print(f"demo: {significant.sum()} of {planted.sum()} planted voxels significant in the "
-          f"group test; layer agrees with the plant in {100 * agree:.0f}% of them")
+    agreement = group_layer_agreement(bids, out)
+    for test, name in (("study", "the study's test"), ("permutation", "the permutation test")):
+        if test not in agreement:
+            continue
+        found, match = agreement[test]["significant_planted"], agreement[test]["layer_match"]
+        print(f"demo: {found} of the {agreement['planted_voxels_in_mask']} planted voxels in "
+              f"the group mask are significant in {name}"
+              + (f"; the layer map names the planted layer in {100 * match:.0f}% of them"
+                 if match is not None else ""))
     if profiles and profiles[0]["n_participants"] < 3:
         print(f"demo: with {profiles[0]['n_participants']} participants the group tests have "
               "almost no power (a t-test with one degree of freedom; a permutation null of "

@@ -198,3 +198,99 @@ def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path) -> list[d
             "n_participants": len(maps),
         })
     return profiles
+
+
+#: Voxels farther than this from every planted center count as null voxels.
+NULL_DISTANCE_MM = 30.0
+
+#: Group tests and their (significance mask, layer map) descriptors in ``group/``.
+GROUP_TESTS = {"permutation": ("permfdr", "permbestlayer"), "study": ("fdr", "bestlayer")}
+
+
+def group_layer_agreement(dataset: str | Path, output_dir: str | Path,
+                          null_distance_mm: float = NULL_DISTANCE_MM) -> dict[str, Any]:
+    """Compare the group level's significant voxels and layer maps with the planted truth.
+
+    The truth layer map is resampled (nearest neighbour) to the group's grid.  A planted
+    voxel counts when the truth names a layer there; null voxels are those of the group
+    mask farther than ``null_distance_mm`` from every planted center, so that the spatial
+    spread of a sphere's signal (smoothing, the searchlight's radius) is not scored as a
+    false positive.
+
+    Parameters
+    ----------
+    dataset : str or Path
+        The simulated dataset's root.
+    output_dir : str or Path
+        The app's output folder, after the group level (``group/*desc-brain_mask``,
+        ``*desc-{fdr,permfdr}_mask`` and ``*desc-{bestlayer,permbestlayer}_dseg``; the first
+        task in name order when there are several).
+    null_distance_mm : float, optional
+        Distance from every planted center beyond which a voxel is a null voxel.
+
+    Returns
+    -------
+    dict
+        ``planted_voxels`` (on the group grid), ``planted_voxels_in_mask``, ``null_voxels``,
+        ``null_distance_mm`` and, per test found (``permutation``, ``study``):
+        ``significant_voxels``, ``significant_planted``, ``layer_match`` (fraction of the
+        significant planted voxels whose layer map names the planted layer; None without
+        any), ``false_positive_fraction`` (significant fraction of the null voxels) and
+        ``per_planted_layer``.
+
+    Raises
+    ------
+    bidsapp.errors.MissingInputError
+        When the group level's brain mask or the truth is missing.
+    """
+    group = Path(output_dir) / "group"
+    masks = sorted(group.glob("*desc-brain_mask.nii.gz"))
+    if not masks:
+        raise MissingInputError("The group level's brain mask is missing", path=group,
+                                fix="run the group level first")
+    mask_img = nb.load(masks[0])
+    mask = np.asanyarray(mask_img.dataobj) > 0
+    from nilearn.image import resample_to_img
+
+    truth = np.asanyarray(resample_to_img(
+        load_layer_map(dataset), mask_img, interpolation="nearest", force_resample=True,
+        copy_header=True).dataobj).astype(int)
+    spheres = _read_json(Path(dataset) / TRUTH_DIR / "truth_layers.json")["Spheres"]
+    ijk = np.indices(mask.shape).reshape(3, -1).T
+    xyz = nb.affines.apply_affine(mask_img.affine, ijk).reshape(*mask.shape, 3)
+    far = mask.copy()
+    for sphere in spheres:
+        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > null_distance_mm
+    planted = mask & (truth > 0)
+    result: dict[str, Any] = {
+        "planted_voxels": int((truth > 0).sum()), "planted_voxels_in_mask": int(planted.sum()),
+        "null_voxels": int(far.sum()), "null_distance_mm": null_distance_mm}
+    for test, (significance, layers) in GROUP_TESTS.items():
+        sig_files = sorted(group.glob(f"*desc-{significance}_mask.nii.gz"))
+        layer_files = sorted(group.glob(f"*desc-{layers}_dseg.nii.gz"))
+        if not sig_files or not layer_files:
+            continue
+        significant = np.asanyarray(nb.load(sig_files[0]).dataobj) > 0
+        found = np.asanyarray(nb.load(layer_files[0]).dataobj).astype(int)
+        hit = planted & significant
+        per_layer = {}
+        for layer in sorted(set(truth[planted].tolist())):
+            these = hit & (truth == layer)
+            values, counts = np.unique(found[these], return_counts=True)
+            per_layer[str(layer)] = {
+                "planted": int((planted & (truth == layer)).sum()),
+                "significant": int(these.sum()),
+                "layer_match": round(float((found[these] == layer).mean()), 4)
+                if these.any() else None,
+                "found_layers": {str(k): int(v) for k, v in zip(values, counts, strict=True)},
+            }
+        result[test] = {
+            "significant_voxels": int((significant & mask).sum()),
+            "significant_planted": int(hit.sum()),
+            "layer_match": round(float((found[hit] == truth[hit]).mean()), 4)
+            if hit.any() else None,
+            "false_positive_fraction": round(float(significant[far].mean()), 5)
+            if far.any() else None,
+            "per_planted_layer": per_layer,
+        }
+    return result

@@ -203,3 +203,52 @@ def test_sphere_layer_profiles_find_the_planted_layer(small_dataset, tmp_path):
         assert p["best_layer"] == p["planted_layer"] and p["n_participants"] == 2
         assert p["mean_r"][p["planted_layer"] - 1] > 0.5
     assert sim_truth.sphere_layer_profiles(small_dataset, tmp_path / "empty") == []
+
+
+def test_group_layer_agreement_counts_matches_and_false_positives(small_dataset, tmp_path):
+    # Group maps on a coarser grid than the truth: every planted voxel significant, the
+    # layer map right except in a known set of planted voxels, and a known number of
+    # significant voxels far from every planted center.
+    layer_map = sim_truth.load_layer_map(small_dataset)
+    target = nb.Nifti1Image(np.zeros((40, 48, 40), np.float32),
+                            nb.affines.rescale_affine(layer_map.affine, layer_map.shape,
+                                                      (4.0, 4.0, 4.0), (40, 48, 40)))
+    from nilearn.image import resample_to_img
+
+    truth = np.asanyarray(resample_to_img(layer_map, target, interpolation="nearest",
+                                          force_resample=True, copy_header=True).dataobj)
+    mask = np.zeros(target.shape, bool)
+    mask[2:-2, 2:-2, 2:-2] = True
+    planted = mask & (truth > 0)
+    found = np.where(planted, truth, 0).astype(np.int16)
+    wrong = np.flatnonzero(planted)[::4]  # every fourth planted voxel names another layer
+    found.flat[wrong] = found.flat[wrong] % 10 + 1
+    spheres = sim_truth.load(small_dataset)["Spheres"]
+    xyz = nb.affines.apply_affine(target.affine, np.indices(target.shape).reshape(3, -1).T)
+    distance = np.min([np.linalg.norm(xyz - s["center_mni"], axis=1) for s in spheres], axis=0)
+    far = mask & (distance.reshape(target.shape) > sim_truth.NULL_DISTANCE_MM)
+    false_positives = np.flatnonzero(far)[:50]
+    significant = planted.copy()
+    significant.flat[false_positives] = True
+    found.flat[false_positives] = 1
+    group = tmp_path / "out" / "group"
+    group.mkdir(parents=True)
+    for name, data in (("desc-brain_mask", mask), ("desc-fdr_mask", significant),
+                       ("desc-bestlayer_dseg", found)):
+        nb.Nifti1Image(data.astype(np.int16), target.affine).to_filename(
+            group / f"task-music_space-MNI152NLin2009aSym_{name}.nii.gz")
+
+    result = sim_truth.group_layer_agreement(small_dataset, tmp_path / "out")
+    assert "permutation" not in result  # its maps were not written
+    assert result["planted_voxels_in_mask"] == planted.sum() > 20
+    assert result["null_voxels"] == far.sum()
+    study = result["study"]
+    assert study["significant_planted"] == planted.sum()
+    assert study["significant_voxels"] == planted.sum() + 50
+    assert study["layer_match"] == round(1 - len(wrong) / planted.sum(), 4)
+    assert study["false_positive_fraction"] == round(50 / far.sum(), 5)
+    for layer, row in study["per_planted_layer"].items():
+        assert row["significant"] == row["planted"] == (planted & (truth == int(layer))).sum()
+        assert sum(row["found_layers"].values()) == row["significant"]
+    with pytest.raises(sim_truth.MissingInputError, match="brain mask"):
+        sim_truth.group_layer_agreement(small_dataset, tmp_path / "nothing")
