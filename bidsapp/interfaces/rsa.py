@@ -46,7 +46,7 @@ class PreparePatterns(SimpleInterface):
         import numpy as np
 
         from bidsapp.rsa import neighbors
-        from bidsapp.rsa.timeseries import RunTrials, stacked_patterns
+        from bidsapp.rsa.timeseries import RunTrials, masked_volumes, stacked_patterns
 
         info = json.loads(Path(self.inputs.candidate_info).read_text())
         mask_img = nb.load(self.inputs.mask_file)
@@ -57,7 +57,7 @@ class PreparePatterns(SimpleInterface):
                                               strict=True):
             img = nb.load(bold)
             _check_grid(img, mask_img, bold, self.inputs.mask_file)
-            data = np.asanyarray(img.dataobj)[mask].T  # volumes x in-mask voxels
+            data = masked_volumes(bold, mask)  # volumes x in-mask voxels
             runs.append(RunTrials(data, onsets, stims, start, Path(bold).name))
         patterns, _ = stacked_patterns(runs, info["TrialTRs"], info["RepetitionTime"],
                                        drop_seconds=info["DropSeconds"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nibabel as nb
 import numpy as np
 import pytest
 from scipy import stats
@@ -13,6 +14,7 @@ from bidsapp.rsa.timeseries import (
     average_trials,
     clean_run,
     first_volume,
+    masked_volumes,
     stacked_patterns,
 )
 
@@ -62,3 +64,18 @@ def test_trial_past_run_end():
     with pytest.raises(BadDataError) as exc:
         average_trials([run], {"a": 4}, 2.0)
     assert exc.value.exit_code == 65 and "sub-01_run-1" in str(exc.value)
+
+
+@pytest.mark.parametrize("dtype, slope", [(np.float32, 1.0), (np.int16, 0.5)])
+def test_masked_volumes_equal_the_whole_image_read(tmp_path, dtype, slope):
+    rng = np.random.default_rng(3)
+    data = rng.normal(100, 20, (7, 6, 5, 23))
+    img = nb.Nifti1Image(data.astype(dtype), np.eye(4))
+    img.header.set_slope_inter(slope, 3.0 if slope != 1.0 else 0.0)
+    path = tmp_path / "bold.nii.gz"
+    img.to_filename(path)
+    mask = rng.random((7, 6, 5)) > 0.4
+    whole = np.asanyarray(nb.load(path).dataobj)[mask].T
+    got = masked_volumes(path, mask, block=4)  # 23 volumes: the last block is short
+    assert got.dtype == whole.dtype and got.shape == (23, mask.sum())
+    np.testing.assert_array_equal(got, whole)
