@@ -177,18 +177,24 @@ def test_overwrite_writes_into_a_foreign_folder_and_keeps_its_files(tmp_path):
     assert (folder / "sub-01/func/sub-01_task-music_run-1_bold.nii.gz").is_file()
 
 
+def _truth_on_grid(dataset, voxel_mm):
+    """An empty 40 x 48 x 40 image at ``voxel_mm`` over the truth's field, and the truth on it."""
+    from nilearn.image import resample_to_img
+
+    layer_map = sim_truth.load_layer_map(dataset)
+    target = nb.Nifti1Image(np.zeros((40, 48, 40), np.float32),
+                            nb.affines.rescale_affine(layer_map.affine, layer_map.shape,
+                                                      (voxel_mm,) * 3, (40, 48, 40)))
+    truth = np.asanyarray(resample_to_img(layer_map, target, interpolation="nearest",
+                                          force_resample=True, copy_header=True).dataobj)
+    return target, truth
+
+
 def test_sphere_layer_profiles_find_the_planted_layer(small_dataset, tmp_path):
     # Maps on a coarser grid than the truth (as the app's can be): 0.1 everywhere, 0.6 in
     # the spheres planted with that layer, 0.3 for the layer after it.  Each sphere's mean
     # profile must peak at its planted layer, through the resampling of its mask.
-    layer_map = sim_truth.load_layer_map(small_dataset)
-    target = nb.Nifti1Image(np.zeros((40, 48, 40), np.float32),
-                            nb.affines.rescale_affine(layer_map.affine, layer_map.shape,
-                                                      (8.0, 8.0, 8.0), (40, 48, 40)))
-    from nilearn.image import resample_to_img
-
-    truth = np.asanyarray(resample_to_img(layer_map, target, interpolation="nearest",
-                                          force_resample=True, copy_header=True).dataobj)
+    target, truth = _truth_on_grid(small_dataset, 8.0)
     for sub in ("01", "02"):
         func = tmp_path / "out" / f"sub-{sub}" / "func"
         func.mkdir(parents=True)
@@ -209,14 +215,7 @@ def test_group_layer_agreement_counts_matches_and_false_positives(small_dataset,
     # Group maps on a coarser grid than the truth: every planted voxel significant, the
     # layer map right except in a known set of planted voxels, and a known number of
     # significant voxels far from every planted center.
-    layer_map = sim_truth.load_layer_map(small_dataset)
-    target = nb.Nifti1Image(np.zeros((40, 48, 40), np.float32),
-                            nb.affines.rescale_affine(layer_map.affine, layer_map.shape,
-                                                      (4.0, 4.0, 4.0), (40, 48, 40)))
-    from nilearn.image import resample_to_img
-
-    truth = np.asanyarray(resample_to_img(layer_map, target, interpolation="nearest",
-                                          force_resample=True, copy_header=True).dataobj)
+    target, truth = _truth_on_grid(small_dataset, 4.0)
     mask = np.zeros(target.shape, bool)
     mask[2:-2, 2:-2, 2:-2] = True
     planted = mask & (truth > 0)
