@@ -13,12 +13,16 @@ code  class                       meaning
 65    :class:`BadDataError`       an input exists but its content is unusable
 66    :class:`MissingInputError`  an input file or folder is missing
 69    :class:`NotAvailableError`  a step is not available in this version
+71    :class:`WorkerDiedError`    a worker process was killed (memory, a crash)
 73    :class:`CannotWriteError`   an output or work directory cannot be written
+130   :class:`Terminated`         SIGINT (Ctrl-C); not an error class
+143   :class:`Terminated`         SIGTERM (``kill``, ``docker stop``, a scheduler)
 ====  ==========================  ==============================================
 """
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -89,10 +93,38 @@ class NotAvailableError(BidsAppError):
     exit_code = 69
 
 
+class WorkerDiedError(BidsAppError):
+    """A worker process running a step died without a result: a signal or a crash (exit 71).
+
+    Most often the out-of-memory killer (SIGKILL).  ``sysexits.h`` calls 71 an operating
+    system error.
+    """
+
+    exit_code = 71
+
+
 class CannotWriteError(BidsAppError):
     """An output or working directory cannot be created or written (exit 73)."""
 
     exit_code = 73
+
+
+class Terminated(BaseException):
+    """The run was asked to stop by a signal: SIGTERM (exit 143) or SIGINT (exit 130).
+
+    A ``BaseException``, like :class:`KeyboardInterrupt`, so that no ``except Exception``
+    on the way (nipype's among them) swallows it.
+
+    Parameters
+    ----------
+    signum : int
+        The signal received.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(signal.Signals(self.signum).name)
 
 
 EXIT_CODES = {
@@ -104,6 +136,7 @@ EXIT_CODES = {
         BadDataError,
         MissingInputError,
         NotAvailableError,
+        WorkerDiedError,
         CannotWriteError,
     )
 }

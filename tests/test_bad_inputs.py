@@ -688,7 +688,7 @@ def _check_missing_slice_timing(outcome: Outcome) -> None:
         assert len(warning) == 1, stderr
         assert "WARNING" in warning[0] and "slice-timing correction will be skipped" in warning[0]
     assert "bidsapp: error:" not in stderr, stderr
-    assert lines[-1] == "bidsapp: interrupted", stderr
+    assert lines[-1].startswith("bidsapp: interrupted (SIGINT); rerun"), stderr
     _assert_nothing_left(outcome, "started")
 
 

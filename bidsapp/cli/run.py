@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from bidsapp.errors import BidsAppError
+from bidsapp.errors import BidsAppError, Terminated
 
 LOGGER = logging.getLogger("bidsapp")
 
@@ -86,6 +86,31 @@ def _ignore_file_size_signal() -> None:
         pass
 
 
+def _raise_terminated(signum, frame) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so the runner stops its workers on the way out.
+
+    Only the first signal raises; later ones are ignored, so that the clean-up they
+    interrupt still runs (a scheduler sends SIGKILL after its grace time anyway).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _handle_sigterm():
+    """Install :func:`_raise_terminated`; return the handler it replaces (None if it cannot).
+
+    Python's default SIGTERM action kills the process at once, leaving its workers behind;
+    and as a container's PID 1 the default action is no action at all.
+    """
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (an embedding application): leave it alone
+        return None
+
+
+_RESUME = "rerun the same command with the same --work-dir to resume: finished steps are reused"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code.
 
@@ -109,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"})
                   for a in argv)
     setup_logging(int(verbose))
+    previous = _handle_sigterm()
     try:
         if argv and argv[0] in TOOLS:
             return int(_resolve(TOOLS[argv[0]])(argv[1:]) or 0)
@@ -119,8 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bidsapp: error: {exc.paragraph()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("bidsapp: interrupted", file=sys.stderr)
+        print(f"bidsapp: interrupted (SIGINT); {_RESUME}", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"bidsapp: terminated ({exc}); {_RESUME}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def cli() -> None:

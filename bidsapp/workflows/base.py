@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -15,8 +16,11 @@ from bidsapp.errors import (
     MissingInputError,
     UsageError,
 )
+from bidsapp.runner import Abort, ProcessPlugin, disk_full
 
 LOGGER = logging.getLogger("bidsapp")
+#: The ``plugin`` name of :func:`plugin_settings` that stands for bidsapp's own runner.
+RUNNER = "bidsapp"
 
 
 def _prepare_dir(path: Path, what: str) -> None:
@@ -39,8 +43,9 @@ def plugin_settings(config: Config) -> dict:
     Parameters
     ----------
     config : Config
-        ``use_plugin`` (a YAML file) wins; otherwise MultiProc over ``nprocs`` processes
-        within ``mem_gb``.
+        ``use_plugin`` (a YAML file) wins; otherwise the app's own runner
+        (:class:`bidsapp.runner.ProcessPlugin`, named :data:`RUNNER`) over ``nprocs``
+        processes within ``mem_gb``.
 
     Returns
     -------
@@ -53,13 +58,12 @@ def plugin_settings(config: Config) -> dict:
         settings = yaml.safe_load(config.use_plugin.read_text())
         return {"plugin": settings["plugin"], "plugin_args": settings.get("plugin_args", {})}
     nprocs = config.nprocs or os.cpu_count() or 1
-    args: dict = {"n_procs": nprocs, "raise_insufficient": False,
-                  "maxtasksperchild": 1}
+    args: dict = {"n_procs": nprocs, "raise_insufficient": False}
     if config.mem_gb:
         args["memory_gb"] = config.mem_gb
-    if nprocs == 1:
-        return {"plugin": "Linear", "plugin_args": {}}
-    return {"plugin": "MultiProc", "plugin_args": args}
+    # The app's runner (bidsapp.runner) for one process too: a node that dies or a signal
+    # must end the run the same way whatever --nprocs is.
+    return {"plugin": RUNNER, "plugin_args": args}
 
 
 def run(config: Config) -> int:
@@ -196,15 +200,28 @@ def _run_workflow(workflow, config: Config) -> int:
     nipype_config.set("logging", "interface_level", level)
     nipype_logging.update_logging(nipype_config)
     settings = plugin_settings(config)
-    if settings["plugin"] in ("MultiProc", "Linear"):
-        settings["plugin_args"]["status_callback"] = _log_node_status
-    LOGGER.info("Running %s with nipype's %s plugin in %s", workflow.name, settings["plugin"],
-                workflow.base_dir)
+    plugin = settings["plugin"]
+    if plugin == RUNNER:
+        args = {**settings["plugin_args"], "status_callback": _log_node_status,
+                "crash_dir": crash_dir, "work_dir": config.resolved_work_dir}
+        plugin = ProcessPlugin(plugin_args=args)
+        LOGGER.info("Running %s in %s (%d process(es))", workflow.name, workflow.base_dir,
+                    plugin.processors)
+    else:
+        LOGGER.info("Running %s with nipype's %s plugin in %s", workflow.name, plugin,
+                    workflow.base_dir)
     started = time.time()
     try:
-        workflow.run(**settings)
+        workflow.run(plugin=plugin, plugin_args=settings["plugin_args"])
+    except Abort as abort:
+        raise abort.error from None
     except RuntimeError as exc:
         raise _crash_error(crash_dir, started) from exc
+    except OSError as exc:
+        # The main process writes too (result files, crash files, the data sinks).
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise disk_full(exc.errno, Path(exc.filename or workflow.base_dir)) from exc
+        raise
     return 0
 
 
