@@ -24,9 +24,10 @@ import torch
 
 from bidsapp.errors import BadDataError, MissingInputError
 from bidsapp.io import atomic_write
+from bidsapp.progress import Progress
 
 from .decode import load_audio
-from .resnet import LAYER_NAMES, LAYERS, ResNet18Audio
+from .resnet import LAYER_NAMES, LAYERS, SAMPLE_RATE, ResNet18Audio
 from .timing import hrf_per_tr, to_grid, trial_trs
 from .weights import file_sha256, load_model, resolve_device, weights_info
 
@@ -215,7 +216,10 @@ def compute_features_many(
         for path in todo:
             audio = load_audio(path)
             by_length[audio.size].append((path, audio))
-        done = 0
+        # Counted in seconds of audio: pieces of unequal length cost in proportion to it.
+        progress = Progress(f"Features of {len(todo)} stimuli", sum(
+            audio.size for clips in by_length.values() for _, audio in clips) / SAMPLE_RATE,
+            "s of audio")
         for clips in by_length.values():
             for start in range(0, len(clips), batch_size):
                 batch = clips[start : start + batch_size]
@@ -236,8 +240,7 @@ def compute_features_many(
                             "layers": list(LAYER_NAMES),
                         }
                         _write_cache(cache_path(cache_dir, path, keys[path]), features, meta)
-                done += len(batch)
-                LOGGER.info("Features: %d/%d stimuli computed", done, len(todo))
+                progress.advance(sum(audio.size for _, audio in batch) / SAMPLE_RATE)
     return {path: results[path] for path in paths}
 
 

@@ -114,7 +114,7 @@ class HeadMotionEstimation(SimpleInterface):
 
         img = _load_in_memory(self.inputs.in_file)
         motion = estimate_head_motion(img, n_threads=self.inputs.n_threads,
-                                      seed=self.inputs.seed)
+                                      seed=self.inputs.seed, label=_run_label(runtime))
         cwd = Path(runtime.cwd)
         motion.reference.to_filename(cwd / "boldref.nii.gz")
         write_itk_affines(cwd / "hmc_xfm.txt", motion.matrices)
@@ -329,7 +329,7 @@ class ResampleBoldToTemplate(SimpleInterface):
             _load(self.inputs.in_file), read_itk_affines(self.inputs.hmc_xforms),
             read_itk_affines(self.inputs.coreg_xfm)[0], points, grid,
             cwd / "bold_space-template.nii.gz", tr=self.inputs.repetition_time, mask=mask,
-            order=self.inputs.order)
+            order=self.inputs.order, label=_run_label(runtime))
         for key in ("brain_mask", "gm_mask"):
             name = "bold_mask" if key == "brain_mask" else key
             coverage_mask(_load(getattr(self.inputs, key)), coverage).to_filename(
@@ -366,3 +366,14 @@ class GMMaskLike(SimpleInterface):
                      self.inputs.gm_threshold, brain_mask=brain).to_filename(out)
         self._results["gm_mask"] = str(out)
         return runtime
+
+
+def _run_label(runtime) -> str:
+    """Name the run a node works on for progress lines, from its work folder.
+
+    The folders are ``.../sub_01_wf/bold_task_music_run_1_wf/<node>``; the node's input
+    files are intermediates whose names do not say which run they belong to.
+    """
+    run_wf = Path(runtime.cwd).parent
+    return (f"{run_wf.parent.name.removesuffix('_wf')} "
+            f"{run_wf.name.removeprefix('bold_').removesuffix('_wf')}")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bidsapp.progress import Progress
+
 from ._ants import ants_environment, array_to_ants, read_ants_transform
 
 LOGGER = logging.getLogger("bidsapp.preproc")
@@ -209,7 +211,7 @@ def _pose_change_mm(before: np.ndarray, after: np.ndarray) -> float:
 def estimate_head_motion(img, *, reference=None, iterations: int = 10,
                          sampling: float = 0.1, warm_start: bool = True,
                          max_rounds: int = MAX_ROUNDS, n_threads: int | None = 1,
-                         seed: int = 0) -> HeadMotion:
+                         seed: int = 0, label: str | None = None) -> HeadMotion:
     """Estimate rigid head motion by registering every volume to a reference with ANTs.
 
     Each volume is registered with ``antsRegistration`` (rigid, Mattes mutual information,
@@ -253,6 +255,8 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 10,
     seed : int, optional
         Random seed of the metric sampling; with one thread the same seed gives the same
         parameters bit for bit.
+    label : str, optional
+        The run, as named in the progress lines (default: the image's file name).
 
     Returns
     -------
@@ -272,11 +276,13 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 10,
         # Samples in the background only add noise to the metric.
         mask = ants.iMath(ants.get_mask(fixed), "MD", 1)
         previous: Path | None = None  # the transform file of the last registered volume
+        progress = Progress(f"Head motion of {label or _name(img)}", img.shape[3], "volumes")
         for k in range(img.shape[3]):
             volume = np.asarray(img.dataobj[..., k], dtype=np.float32)
             if not volume.any():
                 # A blank volume has nothing to register; keep it where the previous was.
                 matrices[k] = matrices[k - 1] if k else np.eye(4)
+                progress.advance()
                 continue
             moving = _shrunk_volume(img, volume, shrink)
             if warm_start and previous is not None:
@@ -306,10 +312,17 @@ def estimate_head_motion(img, *, reference=None, iterations: int = 10,
             if previous is not None:
                 previous.unlink()
             previous = written
+            progress.advance()
     LOGGER.info("Head motion of %d volumes estimated (mean FD %.3f mm)", img.shape[3],
                 np.nanmean(framewise_displacement(matrices_to_parameters(matrices)))
                 if img.shape[3] > 1 else 0.0)
     return HeadMotion(matrices, reference)
+
+
+def _name(img) -> str:
+    """Return the image's file name for a log line, or a description of an in-memory one."""
+    filename = img.get_filename() if hasattr(img, "get_filename") else None
+    return Path(filename).name if filename else f"a {img.shape[3]}-volume series"
 
 
 def write_confounds(path: str | Path, motion: HeadMotion) -> Path:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bidsapp.progress import Progress
+
 from ._ants import LPS, ants_environment, to_ants
 
 LOGGER = logging.getLogger("bidsapp.preproc")
@@ -183,7 +185,8 @@ _DATA_OFFSET = 352
 def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: np.ndarray,
                               t1w_points: np.ndarray, grid, out_file: str | Path, *,
                               tr: float, mask: np.ndarray | None = None,
-                              order: int = 3) -> tuple[Path, np.ndarray]:
+                              order: int = 3, label: str | None = None
+                              ) -> tuple[Path, np.ndarray]:
     """Resample a native BOLD series onto the template grid in one interpolation.
 
     Parameters
@@ -210,6 +213,8 @@ def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: n
         Spline order: 3 (cubic B-spline, default) or 1 (trilinear: less than half the
         time here, 0.07 against 0.15 s per study volume, but slightly smoother; see
         ``docs/validation.md``).
+    label : str, optional
+        The run, as named in the progress lines (default: the image's file name).
 
     Returns
     -------
@@ -242,6 +247,10 @@ def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: n
         with Opener(str(partial), "wb") as stream:
             header.write_to(stream)  # with the extension flag of a single file
             stream.write(b"\0" * (_DATA_OFFSET - stream.tell()))
+            source = bold.get_filename() if hasattr(bold, "get_filename") else None
+            label = label or (Path(source).name if source else "BOLD")
+            progress = Progress(f"Resampling {label} to the template grid", n_volumes,
+                                "volumes")
             for k in range(n_volumes):
                 volume = np.asarray(bold.dataobj[..., k], dtype=np.float32)
                 matrix = to_voxels @ motion_matrices[k] @ coreg_matrix
@@ -259,6 +268,7 @@ def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: n
                 values[~inside] = 0.0
                 volume_out[out_index] = values
                 stream.write(volume_out.data)
+                progress.advance()
         partial.replace(out_file)
     coverage = np.zeros(shape, dtype=bool)
     coverage[mask] = covered

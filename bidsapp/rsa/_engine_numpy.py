@@ -21,6 +21,7 @@ Per center (n voxels, T TRs, m = T (T - 1) / 2 pairs of TRs):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -42,7 +43,8 @@ _MAX_TABLE = 2**24
 
 
 def run_numpy(keys: np.ndarray, neighbors: np.ndarray, columns: np.ndarray, norms: np.ndarray,
-              method: str, chunk_size: int, n_jobs: int, out: np.ndarray) -> None:
+              method: str, chunk_size: int, n_jobs: int, out: np.ndarray,
+              progress: Callable[[int], None] | None = None) -> None:
     """Fill ``out`` (n_centers, L) with the map values of equally sized spheres.
 
     Parameters
@@ -61,12 +63,16 @@ def run_numpy(keys: np.ndarray, neighbors: np.ndarray, columns: np.ndarray, norm
         Threads.
     out : numpy.ndarray
         float32 (n_centers, L), written in place.
+    progress : callable, optional
+        Called, from the worker threads, with the number of centers of each finished task.
     """
     starts = range(0, len(neighbors), chunk_size)
 
     def task(start: int) -> None:
         stop = min(start + chunk_size, len(neighbors))
         _run_chunk(keys, neighbors[start:stop], columns, norms, method, out[start:stop])
+        if progress is not None:
+            progress(stop - start)
 
     # Small products are ~10x slower with two BLAS threads each: one per worker, workers per core.
     with threadpool_limits(limits=1, user_api="blas"):

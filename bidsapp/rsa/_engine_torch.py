@@ -16,6 +16,8 @@ batched form:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -26,7 +28,8 @@ _MAX_BINS = 2**26
 
 
 def run_torch(patterns: np.ndarray, neighbors: np.ndarray, columns: np.ndarray,
-              norms: np.ndarray, method: str, chunk_size: int, device: str) -> np.ndarray:
+              norms: np.ndarray, method: str, chunk_size: int, device: str,
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Return the float32 (n_centers, L) map values of equally sized spheres.
 
     Parameters
@@ -43,6 +46,8 @@ def run_torch(patterns: np.ndarray, neighbors: np.ndarray, columns: np.ndarray,
         Centers per batch (bounds device memory: ~11 MB per center at T = 496, n = 100).
     device : str
         torch device ('cpu', 'cuda', 'cuda:N').
+    progress : callable, optional
+        Called with the number of centers of each batch once it is done.
 
     Returns
     -------
@@ -68,6 +73,10 @@ def run_torch(patterns: np.ndarray, neighbors: np.ndarray, columns: np.ndarray,
             idx = torch.as_tensor(neighbors[start : start + chunk_size], device=dev)
             out[start : start + len(idx)] = _chunk(voxel_major[idx], rows, cols, cand,
                                                    cand_norms, method)
+            if progress is not None:
+                if dev.type == "cuda":  # kernels run asynchronously: count finished work
+                    torch.cuda.synchronize(dev)
+                progress(len(idx))
     return out.cpu().numpy()
 
 

@@ -18,6 +18,7 @@ from .permutation import (
     block_permutations,
     group_permutation_pvalues,
     n_distinct_block_orders,
+    null_passes,
     participant_null,
     participant_seed,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "modal_layer",
     "n_distinct_block_orders",
     "one_sample_ttest",
+    "null_passes",
     "participant_null",
     "participant_seed",
     "permutation_statistics",

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bidsapp.errors import BadDataError
+from bidsapp.progress import Progress
 
 SearchlightFn = Callable[..., np.ndarray]
 """``searchlight_fn(patterns (T, V), neighbors (n_centers, n), candidate_rdms (M, T, T))``
@@ -176,6 +177,7 @@ def participant_null(
     *,
     max_batch_bytes: int = 2**30,
     with_observed: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> ParticipantNull:
     """Compute one participant's null of the max-over-layers searchlight correlation.
 
@@ -214,6 +216,10 @@ def participant_null(
         maps), from the first batch: the engine then builds the target RDMs once for the
         maps and the null together.  They equal ``searchlight_fn(patterns, neighbors,
         candidate_rdms)``.
+    progress : callable, optional
+        Passed on to ``searchlight_fn`` when it takes a ``progress`` keyword: it is then
+        called with numbers of centers that add up to ``n_centers`` in each of the
+        :func:`null_passes` passes.
 
     Returns
     -------
@@ -239,10 +245,12 @@ def participant_null(
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be at least 1, not {n_permutations}")
     orders = block_permutations(trial_lengths, n_permutations, seed)
-    takes_orders = _takes_orders(searchlight_fn)
+    takes_orders = _takes_keyword(searchlight_fn, "orders")
     per_permutation = n_layers * (n_tr * (n_tr + 1) // 2 * 8 if takes_orders
                                   else n_tr * n_tr * candidate_rdms.itemsize)
-    batch = max(1, min(n_permutations, max_batch_bytes // per_permutation))
+    batch = _batch_size(per_permutation, n_permutations, max_batch_bytes)
+    extra = {"progress": progress} if progress is not None and _takes_keyword(
+        searchlight_fn, "progress") else {}
     n_centers = np.shape(neighbors)[0]
     max_r = np.empty((n_permutations, n_centers), dtype=np.float32)
     observed = None
@@ -254,13 +262,13 @@ def participant_null(
         if first:  # the identity order: the candidates as given
             tr_orders = np.concatenate([np.arange(n_tr)[None], tr_orders])
         if takes_orders:
-            r = searchlight_fn(patterns, neighbors, candidate_rdms, orders=tr_orders)
+            r = searchlight_fn(patterns, neighbors, candidate_rdms, orders=tr_orders, **extra)
         else:
             stacked = np.empty((len(tr_orders), n_layers, n_tr, n_tr),
                                dtype=candidate_rdms.dtype)
             for j, index in enumerate(tr_orders):
                 stacked[j] = candidate_rdms[:, index][:, :, index]
-            r = searchlight_fn(patterns, neighbors, stacked.reshape(-1, n_tr, n_tr))
+            r = searchlight_fn(patterns, neighbors, stacked.reshape(-1, n_tr, n_tr), **extra)
         r = np.asarray(r).reshape(n_centers, len(tr_orders), n_layers)
         if first:
             observed, r = np.array(r[:, 0], dtype=np.float32), r[:, 1:]
@@ -271,10 +279,46 @@ def participant_null(
     return ParticipantNull(max_r=max_r, block_orders=orders, observed=observed)
 
 
-def _takes_orders(searchlight_fn: SearchlightFn) -> bool:
-    """Whether ``searchlight_fn`` accepts the ``orders`` keyword of the bidsapp engine."""
+def _batch_size(per_permutation: int, n_permutations: int, max_batch_bytes: int) -> int:
+    """Return the permutations per engine call whose candidates fit ``max_batch_bytes``."""
+    return max(1, min(n_permutations, max_batch_bytes // per_permutation))
+
+
+def null_passes(n_trs: int, n_layers: int, n_permutations: int,
+                max_batch_bytes: int = 2**30) -> int:
+    """Return how many engine passes over the centers :func:`participant_null` makes.
+
+    Each pass builds every target RDM once and correlates it with one batch of permuted
+    candidates (with the bidsapp engine, which takes TR ``orders``).
+
+    Parameters
+    ----------
+    n_trs, n_layers, n_permutations : int
+        T, L and K.
+    max_batch_bytes : int, optional
+        As in :func:`participant_null`.
+
+    Returns
+    -------
+    int
+        The number of batches, at least 1.
+
+    Examples
+    --------
+    >>> null_passes(496, 10, 100)
+    1
+    >>> null_passes(2400, 10, 100)
+    25
+    """
+    batch = _batch_size(n_layers * (n_trs * (n_trs + 1) // 2 * 8), n_permutations,
+                        max_batch_bytes)
+    return -(-n_permutations // batch)
+
+
+def _takes_keyword(searchlight_fn: SearchlightFn, keyword: str) -> bool:
+    """Whether ``searchlight_fn`` accepts ``keyword`` (``orders``, ``progress``)."""
     try:
-        return "orders" in inspect.signature(searchlight_fn).parameters
+        return keyword in inspect.signature(searchlight_fn).parameters
     except (TypeError, ValueError):  # builtins and some C callables have no signature
         return False
 
@@ -356,12 +400,15 @@ def group_permutation_pvalues(
     # Draws that equal the observed sum up to float32 rounding count as reaching it.
     tolerance = 1e-5 * n_subjects
     exceed = np.zeros(n_voxels, dtype=np.int64)
+    progress = Progress(f"Group permutation test ({draws.shape[0]:,} draws of {n_subjects} "
+                        "participants' nulls)", n_voxels, "voxels")
     for start in range(0, n_voxels, chunk_size):
         block = slice(start, min(start + chunk_size, n_voxels))
         total = np.zeros((draws.shape[0], block.stop - block.start), dtype=np.float32)
         for s, null in enumerate(nulls):
             total += null[:, block][draws[:, s]]
         exceed[block] = (total >= observed[block] - tolerance).sum(axis=0)
+        progress.advance(block.stop - block.start)
     p = (1.0 + exceed) / (1.0 + draws.shape[0])
     undefined = ~np.isfinite(observed) | np.any([~np.isfinite(a).all(0) for a in nulls], axis=0)
     p[undefined] = np.nan
