@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -101,6 +102,8 @@ class _SearchlightChunkInputSpec(BaseInterfaceInputSpec):
     seed = traits.Int(0, usedefault=True, desc="seed of the permutations, same for every chunk")
     candidate_info = File(exists=True, desc="JSON from CandidateRDMs (trial lengths); "
                                             "needed for the null")
+    mem_gb = traits.Float(desc="memory this job may hold (its node's mem_gb); bounds the "
+                               "permutations per pass of the null")
 
 
 class _SearchlightChunkOutputSpec(TraitedSpec):
@@ -128,37 +131,106 @@ class SearchlightChunk(SimpleInterface):
             result, self._results["null"] = self._null(patterns, np.asarray(nbrs), rdms, start,
                                                        Path(runtime.cwd))
         else:
+            progress = self._progress(patterns.shape, nbrs.shape, rdms.shape[0], 0, 1)
             result = searchlight(patterns, np.asarray(nbrs), rdms, device=self.inputs.device,
-                                 n_jobs=self.inputs.n_jobs)
+                                 n_jobs=self.inputs.n_jobs, progress=progress.advance)
         out = Path(runtime.cwd) / f"correlations_{start:07d}.npy"
         np.save(out, result)
         self._results["correlations"] = str(out)
         return runtime
 
+    def _progress(self, patterns_shape, nbrs_shape, n_layers, n_permutations, passes):
+        """Log what the chunk will compute and its memory; return its progress counter."""
+        from bidsapp.progress import Progress
+        from bidsapp.rsa.searchlight import estimate_memory
+
+        start, stop = self.inputs.chunk
+        n_trs, n_voxels = patterns_shape
+        n_centers, sphere = nbrs_shape
+        columns = n_layers * (1 + -(-n_permutations // passes))
+        memory = estimate_memory(n_trs, n_voxels, n_centers, sphere, columns,
+                                 n_jobs=self.inputs.n_jobs, device=self.inputs.device)
+        what = (f"{n_permutations} permutations and the observed maps in {passes} pass(es) "
+                f"over the centres" if n_permutations else "the observed maps")
+        label = f"Searchlight, centres {start}-{stop}"
+        on_cpu = self.inputs.device == "cpu" or (self.inputs.device == "auto"
+                                                 and not _cuda_visible())
+        logging.getLogger("bidsapp").info(
+            "%s: T = %d TRs, %d layers, spheres of %d voxels; %s; on %s; engine memory about "
+            "%.0f MB", label, n_trs, n_layers, sphere, what,
+            f"CPU, {self.inputs.n_jobs} thread(s)" if on_cpu else "the GPU", memory / 2**20)
+        return Progress(
+            label, n_centers * passes, "centres" if passes == 1 else "centre-passes",
+            warn_after=LONG_STEP_SECONDS if on_cpu else None,
+            advice="To shorten it: a GPU (--device cuda), a cluster that runs the chunks as "
+                   "parallel jobs (--use-plugin, docs/hpc.md), fewer permutations "
+                   "(--n-permutations), or a coarser output grid (--output-res 4).")
+
     def _null(self, patterns, nbrs, rdms, start, cwd):
         """Return the chunk's maps and the path of its permutation null."""
         import functools
-        import logging
 
         import numpy as np
 
         from bidsapp.rsa import searchlight
-        from bidsapp.stats import participant_null
+        from bidsapp.stats import null_passes, participant_null
 
         if not isdefined(self.inputs.candidate_info):
             raise ValueError("candidate_info is needed to compute the permutation null")
         info = json.loads(Path(self.inputs.candidate_info).read_text())
         lengths = trial_lengths(info)
+        n_perm = self.inputs.n_permutations
         logging.getLogger("bidsapp").info(
             "Permutation null: %d trial-block permutations of %d trials for %d centers",
-            self.inputs.n_permutations, len(lengths), len(nbrs))
+            n_perm, len(lengths), len(nbrs))
+        batch_bytes = self._batch_bytes(patterns.shape, nbrs.shape, rdms.shape[0])
+        passes = null_passes(patterns.shape[0], rdms.shape[0], n_perm, batch_bytes)
+        progress = self._progress(patterns.shape, nbrs.shape, rdms.shape[0], n_perm, passes)
         null = participant_null(
-            patterns, nbrs, rdms, lengths, self.inputs.n_permutations, self.inputs.seed,
+            patterns, nbrs, rdms, lengths, n_perm, self.inputs.seed,
             functools.partial(searchlight, device=self.inputs.device, n_jobs=self.inputs.n_jobs),
-            with_observed=True)
+            with_observed=True, progress=progress.advance, max_batch_bytes=batch_bytes)
         out = cwd / f"null_{start:07d}.npz"
         np.savez(out, max_r=null.max_r, block_orders=null.block_orders)
         return null.observed, str(out)
+
+
+    def _batch_bytes(self, patterns_shape, nbrs_shape, n_layers) -> int:
+        """Bytes of permuted candidates per pass: 1 GiB, less when ``mem_gb`` is tighter.
+
+        What the engine holds besides the candidates (patterns, keys, buffers) comes off
+        the budget first; at least one permutation per pass, however small the budget.
+        """
+        if not isdefined(self.inputs.mem_gb):
+            return MAX_BATCH_BYTES
+        from bidsapp.rsa.searchlight import estimate_memory
+
+        n_trs, n_voxels = patterns_shape
+        fixed = estimate_memory(n_trs, n_voxels, nbrs_shape[0], nbrs_shape[1], 2 * n_layers,
+                                n_jobs=self.inputs.n_jobs, device=self.inputs.device)
+        # The permutations' share, with the output and thread buffers they bring along.
+        per_column = estimate_memory(n_trs, 0, nbrs_shape[0], 0, 64, n_jobs=0) / 64
+        room = self.inputs.mem_gb * 2**30 - fixed
+        one = n_layers * n_trs * (n_trs + 1) // 2 * 8
+        if room < n_layers * per_column:
+            logging.getLogger("bidsapp").warning(
+                "The searchlight job needs about %.1f GB with one permutation per pass, more "
+                "than the %.1f GB it has under --mem: give more memory (--mem), fewer jobs at "
+                "once (--nprocs), or a coarser grid (--output-res)",
+                (fixed + n_layers * per_column) / 2**30, self.inputs.mem_gb)
+        return int(min(MAX_BATCH_BYTES, max(one, room / per_column * one / n_layers)))
+
+
+#: Permuted candidates per pass of the null when memory is not tight (T = 496: all 100).
+MAX_BATCH_BYTES = 2**30
+#: A step estimated to run longer than this on CPU gets a warning naming what shortens it.
+LONG_STEP_SECONDS = 3 * 3600
+
+
+def _cuda_visible() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def trial_lengths(info: dict) -> list[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
@@ -87,12 +89,19 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
             "(rows and columns reordered together, the target RDMs unchanged), keeping the "
             "maximum over layers of each permutation's searchlight correlations."
         )
+    # Without --mem: the null's K x L ranked candidates in 1 GiB passes (~1 GB at T = 496,
+    # K = 100).  With --mem, each of the jobs that can run at once gets its share, and
+    # the null makes as many passes as it takes to stay within it.
+    threads = config.omp_nthreads or 1
+    chunk_args = {}
+    mem_gb = 3 if n_perm else 2
+    if config.mem_gb:
+        at_once = max(1, (config.nprocs or os.cpu_count() or 1) // threads)
+        mem_gb = chunk_args["mem_gb"] = config.mem_gb / at_once
     chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
-                                        seed=seed, n_jobs=config.omp_nthreads or 1),
-                       iterfield=["chunk"], name="searchlight",
-                       # the null's K x L ranked candidates: ~1 GB at T = 496, K = 100
-                       mem_gb=3 if n_perm else 2,
-                       n_procs=config.omp_nthreads or 1)
+                                        seed=seed, n_jobs=threads, **chunk_args),
+                       iterfield=["chunk"], name="searchlight", mem_gb=mem_gb,
+                       n_procs=threads)
     merge = pe.Node(MergeMaps(searchlight_size=config.searchlight_size, seed=seed),
                     name="merge_maps")
 
