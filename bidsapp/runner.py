@@ -192,7 +192,6 @@ class ProcessPlugin(MultiProcPlugin):
     def __init__(self, plugin_args: dict | None = None):
         # MultiProcPlugin.__init__ would start a process pool; this plugin needs none.
         DistributedPluginBase.__init__(self, plugin_args=plugin_args)
-        self._taskresult = {}
         self._task_obj: dict[int, _Task] = {}
         self._taskid = 0
         self._cwd = os.getcwd()
@@ -251,7 +250,8 @@ class ProcessPlugin(MultiProcPlugin):
         task.reader.close()
 
     def _postrun_check(self):
-        self.stop_workers()
+        # MultiProc shuts its pool down here; this plugin's workers are stopped in run().
+        pass
 
     def _check_disk_full(self, result: dict) -> None:
         if result.get("traceback"):

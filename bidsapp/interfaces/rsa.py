@@ -141,6 +141,7 @@ class SearchlightChunk(SimpleInterface):
 
     def _progress(self, patterns_shape, nbrs_shape, n_layers, n_permutations, passes):
         """Log what the chunk will compute and its memory; return its progress counter."""
+        from bidsapp.audio.weights import resolve_device
         from bidsapp.progress import Progress
         from bidsapp.rsa.searchlight import estimate_memory
 
@@ -153,8 +154,7 @@ class SearchlightChunk(SimpleInterface):
         what = (f"{n_permutations} permutations and the observed maps in {passes} pass(es) "
                 f"over the centres" if n_permutations else "the observed maps")
         label = f"Searchlight, centres {start}-{stop}"
-        on_cpu = self.inputs.device == "cpu" or (self.inputs.device == "auto"
-                                                 and not _cuda_visible())
+        on_cpu = resolve_device(self.inputs.device).type == "cpu"
         logging.getLogger("bidsapp").info(
             "%s: T = %d TRs, %d layers, spheres of %d voxels; %s; on %s; engine memory about "
             "%.0f MB", label, n_trs, n_layers, sphere, what,
@@ -204,6 +204,7 @@ class SearchlightChunk(SimpleInterface):
         if not isdefined(self.inputs.mem_gb):
             return MAX_BATCH_BYTES
         from bidsapp.rsa.searchlight import estimate_memory
+        from bidsapp.stats.permutation import permutation_bytes
 
         n_trs, n_voxels = patterns_shape
         fixed = estimate_memory(n_trs, n_voxels, nbrs_shape[0], nbrs_shape[1], 2 * n_layers,
@@ -211,7 +212,7 @@ class SearchlightChunk(SimpleInterface):
         # The permutations' share, with the output and thread buffers they bring along.
         per_column = estimate_memory(n_trs, 0, nbrs_shape[0], 0, 64, n_jobs=0) / 64
         room = self.inputs.mem_gb * 2**30 - fixed
-        one = n_layers * n_trs * (n_trs + 1) // 2 * 8
+        one = permutation_bytes(n_trs, n_layers)
         if room < n_layers * per_column:
             logging.getLogger("bidsapp").warning(
                 "The searchlight job needs about %.1f GB with one permutation per pass, more "
@@ -225,12 +226,6 @@ class SearchlightChunk(SimpleInterface):
 MAX_BATCH_BYTES = 2**30
 #: A step estimated to run longer than this on CPU gets a warning naming what shortens it.
 LONG_STEP_SECONDS = 3 * 3600
-
-
-def _cuda_visible() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def trial_lengths(info: dict) -> list[int]:

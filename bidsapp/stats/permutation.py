@@ -246,8 +246,8 @@ def participant_null(
         raise ValueError(f"n_permutations must be at least 1, not {n_permutations}")
     orders = block_permutations(trial_lengths, n_permutations, seed)
     takes_orders = _takes_keyword(searchlight_fn, "orders")
-    per_permutation = n_layers * (n_tr * (n_tr + 1) // 2 * 8 if takes_orders
-                                  else n_tr * n_tr * candidate_rdms.itemsize)
+    per_permutation = (permutation_bytes(n_tr, n_layers) if takes_orders
+                       else n_layers * n_tr * n_tr * candidate_rdms.itemsize)
     batch = _batch_size(per_permutation, n_permutations, max_batch_bytes)
     extra = {"progress": progress} if progress is not None and _takes_keyword(
         searchlight_fn, "progress") else {}
@@ -310,9 +310,26 @@ def null_passes(n_trs: int, n_layers: int, n_permutations: int,
     >>> null_passes(2400, 10, 100)
     25
     """
-    batch = _batch_size(n_layers * (n_trs * (n_trs + 1) // 2 * 8), n_permutations,
-                        max_batch_bytes)
+    batch = _batch_size(permutation_bytes(n_trs, n_layers), n_permutations, max_batch_bytes)
     return -(-n_permutations // batch)
+
+
+def permutation_bytes(n_trs: int, n_layers: int) -> int:
+    """Return the bytes of one permutation's ranked candidates in a null pass.
+
+    The bidsapp engine gathers the T (T + 1) / 2 float64 ranks of each layer per TR order.
+
+    Parameters
+    ----------
+    n_trs, n_layers : int
+        T and L.
+
+    Returns
+    -------
+    int
+        ``L * T (T + 1) / 2 * 8``.
+    """
+    return n_layers * (n_trs * (n_trs + 1) // 2 * 8)
 
 
 def _takes_keyword(searchlight_fn: SearchlightFn, keyword: str) -> bool:
