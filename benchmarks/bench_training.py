@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bidsapp.audio.resnet import ResNet18Audio
-from bidsapp.audio.weights import resolve_device
+from bidsapp.device import resolve_device
 from bidsapp.io import write_json
 from bidsapp.training.data import ClipSet, training_batch
 from bidsapp.training.train import TrainConfig, make_optimizer, masked_bce

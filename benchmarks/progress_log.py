@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bidsapp.design import RunDesign, build_trial_design
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _job(folder: str, args: argparse.Namespace) -> None:
-    from bidsapp.cli.run import setup_logging
     from bidsapp.interfaces.rsa import SearchlightChunk
+    from bidsapp.logs import setup_logging
 
     setup_logging(0)
     folder = Path(folder)
@@ -39,7 +41,7 @@ def _job(folder: str, args: argparse.Namespace) -> None:
                             neighbors=str(folder / "neighbors.npy"),
                             candidate_rdms=str(folder / "rdms.npy"), chunk=(0, args.centres),
                             device="cpu", n_jobs=args.threads, n_permutations=args.permutations,
-                            seed=0, candidate_info=str(folder / "info.json"))
+                            seed=0, design=json.loads((folder / "design.json").read_text()))
     node.run(cwd=str(folder))
 
 
@@ -81,10 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         np.save(folder / "rdms.npy", (rdms + rdms.transpose(0, 2, 1)) / 2)
         del rdms
         lengths = np.diff(np.linspace(0, args.trs, args.trials + 1).round().astype(int))
-        info = {"TrialTRs": {f"s{i:02d}": int(n) for i, n in enumerate(lengths)},
-                "StimulusOrder": [f"s{i:02d}" for i in range(args.trials)],
-                "RepetitionTime": 1.0, "DropSeconds": 0}
-        (folder / "info.json").write_text(json.dumps(info))
+        stims = [f"s{i:02d}" for i in range(args.trials)]
+        onsets = tuple(float(t) for t in np.cumsum([0, *lengths[:-1]]))
+        design = build_trial_design(
+            "bench", 1.0, [RunDesign("run-1", onsets, tuple(stims), 0.5)],
+            audio={s: f"{s}.wav" for s in stims},
+            trial_trs={s: int(n) for s, n in zip(stims, lengths, strict=True)}, drop_seconds=0)
+        (folder / "design.json").write_text(json.dumps(design.to_dict()))
         log = folder / "job.log"
         started = time.monotonic()
         with log.open("w") as stream:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bidsapp.labels import strip_prefix
+
 LOGGER = logging.getLogger("bidsapp.demo")
 #: The space the demo writes in: nilearn ships it, so the demo runs offline.
 DEMO_SPACE = "MNI152NLin2009aSym"
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     # The tiny preset has 4 trials (24 orders): 20 permutations keep the demo short.
     common = ["-w", str(work), "--nprocs", "2", "--output-space", DEMO_SPACE,
               "--normalization-quality", "fast", "--n-permutations", "20"]
-    for sub in sorted(p.name.removeprefix("sub-") for p in bids.glob("sub-*")):
+    for sub in sorted(strip_prefix(p.name) for p in bids.glob("sub-*")):
         print(f"demo: participant level for sub-{sub}")
         code = bidsapp_main([str(bids), str(out), "participant", "--participant-label", sub,
                              *common])

@@ -69,7 +69,7 @@ class NothingSelected(BidsAppError):
     exit_code = 18
 
 
-class UsageError(BidsAppError):
+class UsageError(BidsAppError, ValueError):
     """Wrong command-line arguments or configuration (exit 64)."""
 
     exit_code = 64
@@ -87,7 +87,7 @@ class MissingInputError(BidsAppError):
     exit_code = 66
 
 
-class NotAvailableError(BidsAppError):
+class NotAvailableError(BidsAppError, RuntimeError):
     """A step of the method is not available in this version of bidsapp (exit 69)."""
 
     exit_code = 69

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 
+from bidsapp.design import RunDesign, build_trial_design
 from bidsapp.progress import Progress, format_duration
 from bidsapp.rsa import searchlight
 from bidsapp.stats import null_passes, participant_null
@@ -142,8 +143,6 @@ def test_null_reports_every_center_in_every_pass():
 def test_null_under_a_tight_memory_budget_makes_more_passes_with_the_same_values(
         tmp_path, caplog, monkeypatch):
     """``--mem`` reaches the searchlight job as ``mem_gb``: more, smaller passes, same null."""
-    import json
-
     from bidsapp.interfaces.rsa import SearchlightChunk
 
     caplog.set_level(logging.INFO, logger="bidsapp")
@@ -151,9 +150,10 @@ def test_null_under_a_tight_memory_budget_makes_more_passes_with_the_same_values
     np.save(tmp_path / "patterns.npy", patterns)
     np.save(tmp_path / "neighbors.npy", nbrs.astype(np.int32))
     np.save(tmp_path / "rdms.npy", rdms)
-    info = {"TrialTRs": {"a": 10, "b": 10, "c": 10, "d": 10}, "StimulusOrder": list("abcd"),
-            "RepetitionTime": 2.0, "DropSeconds": 0}
-    (tmp_path / "info.json").write_text(json.dumps(info))
+    design = build_trial_design("music", 2.0, [RunDesign("run-1", (0.0, 20.0, 40.0, 60.0),
+                                                         tuple("abcd"), 1.0)],
+                                audio={s: f"{s}.wav" for s in "abcd"},
+                                trial_trs=dict.fromkeys("abcd", 10), drop_seconds=0)
     from bidsapp.rsa.searchlight import estimate_memory
 
     # Room for the fixed part and about 2.5 permutations' candidates, output and buffers.
@@ -169,7 +169,7 @@ def test_null_under_a_tight_memory_budget_makes_more_passes_with_the_same_values
                                 neighbors=str(tmp_path / "neighbors.npy"),
                                 candidate_rdms=str(tmp_path / "rdms.npy"), chunk=(0, 30),
                                 device="cpu", n_permutations=12, seed=3,
-                                candidate_info=str(tmp_path / "info.json"), **extra)
+                                design=design.to_dict(), **extra)
         result = node.run(cwd=str(folder))
         nulls[name] = np.load(result.outputs.null)["max_r"]
     passes = [r.getMessage() for r in caplog.records if "pass(es) over the centres" in

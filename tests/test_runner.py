@@ -1,4 +1,4 @@
-"""The app's runner (:mod:`bidsapp.runner`) on small nipype workflows of real processes.
+"""The app's runner (:mod:`bidsapp.levels.runner`) on small nipype workflows of real processes.
 
 Each workflow's nodes run in worker processes that the tests kill, fill up or signal as
 the out-of-memory killer, a full disk or a scheduler would; the runner must end the run
@@ -22,7 +22,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bidsapp.errors import CannotWriteError, WorkerDiedError
-from bidsapp.runner import Abort, ProcessPlugin, disk_full_error
+from bidsapp.levels.runner import Abort, ProcessPlugin, disk_full_error
 
 
 def _write_pid_and_wait(folder, name, seconds):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bidsapp.device import resolve_device
 from bidsapp.errors import BadDataError, MissingInputError
 from bidsapp.io import atomic_write
 from bidsapp.progress import Progress
@@ -29,7 +30,7 @@ from bidsapp.progress import Progress
 from .decode import load_audio
 from .resnet import LAYER_NAMES, LAYERS, SAMPLE_RATE, ResNet18Audio
 from .timing import hrf_per_tr, to_grid, trial_trs
-from .weights import file_sha256, load_model, resolve_device, weights_info
+from .weights import file_sha256, load_model, weights_info
 
 LOGGER = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
 """Which weights the app uses, loading them onto a device, and the untrained fallback.
 
-Trained weights do not exist yet.  ``python -m bidsapp.audio.weights init-untrained models/``
-writes deterministic He-initialised weights marked ``untrained``, so the whole pipeline
-runs; every output made with them says ``untrained`` (see :func:`weights_info`).  The file
+The trained release in ``models/`` (``resnet18_mtt50.safetensors``, see its model card) is
+used when present.  ``python -m bidsapp.audio.weights init-untrained models/`` writes
+deterministic He-initialised weights marked ``untrained``, the fallback (and what the
+tests compare against); every output made with them says ``untrained`` (see
+:func:`weights_info`).  The file
 format and its checks live in :mod:`bidsapp.audio.weightfile`.
 """
 
@@ -18,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bidsapp.errors import BidsAppError, MissingInputError, NotAvailableError, UsageError
+from bidsapp.device import resolve_device
+from bidsapp.errors import BidsAppError, MissingInputError
 
 from .resnet import ResNet18Audio
 from .weightfile import (
@@ -156,30 +159,6 @@ def check_weights(path: str | Path | None = None) -> dict:
     path = Path(path) if path is not None else default_weights_path()
     load_state_dict(path)
     return weights_info(path)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``'auto'``, ``'cpu'`` or ``'cuda'`` into a device; auto picks CUDA when present.
-
-    Raises
-    ------
-    NotAvailableError
-        If CUDA is requested but torch sees no GPU (exit 69, as the participant level).
-    UsageError
-        If the name is unknown.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NotAvailableError(
-            f"--device {device} asks for a CUDA GPU, but torch sees none on this machine",
-            fix="use --device auto (GPU when present, else CPU) or --device cpu; in "
-                "Apptainer/Singularity pass --nv, in Docker --gpus all")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"Unknown device {device!r}", fix="use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def load_model(

@@ -273,7 +273,7 @@ def collect_subject(layout, subject: str, *, tasks: list[str],
             fix="check --task, --session-label and --bids-filter-file",
         )
     stimuli_dir = Path(layout.root) / "stimuli"
-    runs = [_collect_run(layout, bold, stimuli_dir) for bold in
+    runs = [_collect_run(layout, bold) for bold in
             sorted(bold_files, key=lambda f: f.path)]
     _check_consistent_tr(runs)
     stimuli: dict[str, Path] = {}
@@ -284,7 +284,7 @@ def collect_subject(layout, subject: str, *, tasks: list[str],
     return SubjectData(subject=subject, t1w=t1w, bold=tuple(runs), stimuli=stimuli)
 
 
-def _collect_run(layout, bold, stimuli_dir: Path) -> BoldRun:
+def _collect_run(layout, bold) -> BoldRun:
     import nibabel as nb
 
     path = Path(bold.path)
@@ -483,11 +483,8 @@ def _check_stimulus(stim_file: str, stimuli_dir: Path, events: Path) -> Path:
             f"The stimulus {stim_file!r} named in the events file does not exist", path=path,
             fix="put the audio that was played under stimuli/, or correct stim_file",
         )
-    # Decoding the whole clip here catches corrupt, empty and too-short audio before any
-    # computing; the features step decodes it again, which costs milliseconds per clip.
-    from bidsapp.audio.decode import load_audio
-
-    load_audio(path)
+    # The audio itself is decoded, and so checked, when the trial design is built
+    # (bidsapp.design.subject_designs), still before any computing.
     return path
 
 

@@ -1,14 +1,15 @@
-"""The derivatives folder: its dataset description and ``.bidsignore``.
+"""The derivatives folder: its dataset description, ``.bidsignore`` and file names.
 
-The entity-named data sink lives in :mod:`bidsapp.bids.datasink` and is re-exported here
-lazily: importing niworkflows indexes TemplateFlow's whole cache (about 15 s), which a run
-that stops at the input checks must not pay.
+The participant level's files are written by the data sinks of
+:mod:`bidsapp.interfaces.bids`; the group level's and the reports' names come from
+:func:`derivative_name`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from bidsapp import __version__
@@ -103,10 +104,29 @@ def write_dataset_description(output_dir: Path, bids_dir: Path) -> Path:
     return write_json(output_dir / "dataset_description.json", description)
 
 
-def __getattr__(name: str) -> object:
-    """Import the data sink and its path patterns on first use."""
-    if name in ("PATH_PATTERNS", "DerivativesDataSink"):
-        from bidsapp.bids import datasink
+def resolution_text(space: str, resolution: float) -> str:
+    """Return the ``Resolution`` sidecar text of a ``res-`` label (see ``docs``)."""
+    return (f"{resolution:g} mm isotropic: the {space} template's 1 mm bounding box "
+            f"resampled from its first voxel centre")
 
-        return getattr(datasink, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def derivative_name(entities: Sequence[tuple[str, str]], suffix: str,
+                    extension: str = ".nii.gz") -> str:
+    """Return a BIDS file name from its entities, in the order given.
+
+    Parameters
+    ----------
+    entities : sequence of (str, str)
+        ``(key, value)`` pairs such as ``("task", "music")``; the caller keeps BIDS'
+        entity order.
+    suffix : str
+        The suffix, e.g. ``"statmap"``.
+    extension : str
+        With its leading dot.
+
+    Returns
+    -------
+    str
+        ``key-value_key-value_suffix.ext``.
+    """
+    return "_".join(f"{key}-{value}" for key, value in entities) + f"_{suffix}{extension}"

@@ -16,6 +16,7 @@ from typing import Any
 from bidsapp import __version__
 from bidsapp.config import DEFAULT_RES, DEFAULT_SPACE, Config, load_config_file
 from bidsapp.errors import MissingInputError, UsageError
+from bidsapp.labels import strip_prefix
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -96,11 +97,6 @@ def _derivative(value: str) -> tuple[str, str]:
     if not name or not path:
         raise argparse.ArgumentTypeError(f"{value!r} is not of the form name=path")
     return name, path
-
-
-def strip_sub(label: str) -> str:
-    """Return a participant label without its ``sub-`` prefix."""
-    return label[4:] if label.startswith("sub-") else label
 
 
 def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
@@ -302,11 +298,11 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
     if opts.verbose:
         values["verbose"] = opts.verbose
     if opts.participant_label:
-        values["participant_label"] = [strip_sub(lbl) for lbl in opts.participant_label]
+        values["participant_label"] = [strip_prefix(lbl) for lbl in opts.participant_label]
     if opts.session_label:
-        values["session_label"] = [lbl.removeprefix("ses-") for lbl in opts.session_label]
+        values["session_label"] = [strip_prefix(lbl, "ses") for lbl in opts.session_label]
     if opts.task:
-        values["task"] = [t.removeprefix("task-") for t in opts.task]
+        values["task"] = [strip_prefix(t, "task") for t in opts.task]
     if opts.work_dir is not None:
         values["work_dir"] = opts.work_dir.expanduser().absolute()
     if opts.use_plugin is not None:

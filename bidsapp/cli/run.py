@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from bidsapp.errors import BidsAppError, Terminated
+from bidsapp.logs import setup_logging
 
 LOGGER = logging.getLogger("bidsapp")
 
@@ -23,42 +24,6 @@ TOOLS: dict[str, str] = {
 }
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Write to whatever ``sys.stderr`` is at each record, not the one seen at set-up.
-
-    ``main`` may run several times in one process (tests, notebooks) with ``sys.stderr``
-    swapped in between; a handler holding the old stream would write to a closed file.
-    """
-
-    @property
-    def stream(self):  # noqa: D102 - logging's own attribute
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def setup_logging(verbose: int = 0) -> None:
-    """Send bidsapp's log records to stderr, INFO by default and DEBUG with ``-v``.
-
-    Parameters
-    ----------
-    verbose : int
-        How many ``-v`` were given.
-    """
-    level = logging.DEBUG if verbose else logging.INFO
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s",
-                                           "%y%m%d-%H:%M:%S"))
-    root = logging.getLogger("bidsapp")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    # nipype's own chatter is useful only when debugging.
-    logging.getLogger("nipype").setLevel(logging.INFO if verbose > 1 else logging.WARNING)
-
-
 def _resolve(target: str) -> Callable[[list[str]], int]:
     module, _, func = target.partition(":")
     return getattr(importlib.import_module(module), func)
@@ -69,7 +34,8 @@ def _run_bids_app(argv: list[str]) -> int:
 
     config = parse_args(argv)
     setup_logging(config.verbose)
-    from bidsapp.workflows.base import run
+    # Importing the levels brings nipype (seconds): not for --help, --version or the tools.
+    from bidsapp.levels import run
 
     return run(config)
 

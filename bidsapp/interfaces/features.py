@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -13,21 +14,20 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bidsapp.audio import LAYER_NAMES, compute_features_many, weights_info
+from bidsapp.design import TrialDesign
+from bidsapp.rsa import candidate_rdms, features_by_layer
+
 
 class _CandidateRDMsInputSpec(BaseInterfaceInputSpec):
-    stimuli = traits.Dict(traits.Str, File(exists=True), mandatory=True,
-                          desc="stim_file id -> audio path, for every trial of the task")
-    repetition_time = traits.Float(mandatory=True, desc="BOLD repetition time (s)")
+    design = traits.Dict(mandatory=True, desc="the task's TrialDesign (TrialDesign.to_dict)")
     cache_dir = traits.Str(mandatory=True, desc="shared feature cache (<output_dir>/features)")
-    drop_seconds = traits.Float(6.0, usedefault=True, desc="seconds dropped per trial")
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True)
 
 
 class _CandidateRDMsOutputSpec(TraitedSpec):
     candidate_rdms = File(exists=True, desc="L x T x T float32 array (.npy)")
-    stimulus_order = traits.List(traits.Str, desc="the canonical trial order")
-    trial_trs = traits.Dict(traits.Str, traits.Int, desc="TRs per trial before dropping")
-    info = File(exists=True, desc="JSON: layers, order, TRs, weights sha256 and status")
+    info = File(exists=True, desc="JSON: layers, weights sha256, status and training data")
 
 
 class CandidateRDMs(SimpleInterface):
@@ -37,31 +37,27 @@ class CandidateRDMs(SimpleInterface):
     output_spec = _CandidateRDMsOutputSpec
 
     def _run_interface(self, runtime):
-        import numpy as np
-
-        from bidsapp.audio import LAYER_NAMES, compute_features_many, weights_info
-        from bidsapp.rsa import candidate_rdms, canonical_stimulus_order, features_by_layer
-
-        stimuli = {stim: Path(path) for stim, path in self.inputs.stimuli.items()}
-        tr = self.inputs.repetition_time
+        design = TrialDesign.from_dict(self.inputs.design)
+        stimuli = design.audio_by_stimulus
+        tr = design.repetition_time
         computed = compute_features_many(list(stimuli.values()), tr,
                                          cache_dir=self.inputs.cache_dir,
                                          device=self.inputs.device)
         by_stim = {stim: computed[path] for stim, path in stimuli.items()}
-        order = canonical_stimulus_order(by_stim)
-        rdms = candidate_rdms(features_by_layer(by_stim), order, tr,
-                              drop_seconds=self.inputs.drop_seconds, dtype=np.float32)
+        for stim, n_tr in design.trs_by_stimulus.items():
+            found = by_stim[stim][LAYER_NAMES[0]].shape[1]
+            if found != n_tr:  # both come from the decoded length: a bug if they differ
+                raise RuntimeError(f"The features of {stim} span {found} TRs, the trial "
+                                   f"design {n_tr}")
+        rdms = candidate_rdms(features_by_layer(by_stim), design.order, tr,
+                              drop_seconds=design.drop_seconds, dtype=np.float32)
         out = Path(runtime.cwd) / "candidate_rdms.npy"
         np.save(out, rdms)
-        trial_trs = {stim: int(by_stim[stim][LAYER_NAMES[0]].shape[1]) for stim in order}
         weights = weights_info()
-        info = {"Layers": list(LAYER_NAMES), "StimulusOrder": order, "TrialTRs": trial_trs,
-                "RepetitionTime": tr, "DropSeconds": self.inputs.drop_seconds,
-                "NumberOfTRs": int(rdms.shape[1]), "WeightsSHA256": weights["sha256"],
+        info = {"Layers": list(LAYER_NAMES), "WeightsSHA256": weights["sha256"],
                 "WeightsStatus": weights["status"],
                 "WeightsTrainingData": weights["training_data"]}
         info_file = Path(runtime.cwd) / "candidate_rdms.json"
         info_file.write_text(json.dumps(info, indent=2))
-        self._results.update(candidate_rdms=str(out), stimulus_order=order,
-                             trial_trs=trial_trs, info=str(info_file))
+        self._results.update(candidate_rdms=str(out), info=str(info_file))
         return runtime

@@ -97,7 +97,6 @@ class _HeadMotionOutputSpec(TraitedSpec):
     reference_file = File(exists=True, desc="the reference (mean) volume, boldref")
     xforms_file = File(exists=True, desc="ITK text file, one rigid transform per volume")
     confounds_file = File(exists=True, desc="TSV: trans_x ... rot_z, framewise_displacement")
-    mean_fd = traits.Float(desc="mean framewise displacement (mm)")
 
 
 class HeadMotionEstimation(SimpleInterface):
@@ -107,7 +106,6 @@ class HeadMotionEstimation(SimpleInterface):
     output_spec = _HeadMotionOutputSpec
 
     def _run_interface(self, runtime):
-        import numpy as np
 
         from bidsapp.preproc._ants import write_itk_affines
         from bidsapp.preproc.motion import estimate_head_motion, write_confounds
@@ -119,11 +117,9 @@ class HeadMotionEstimation(SimpleInterface):
         motion.reference.to_filename(cwd / "boldref.nii.gz")
         write_itk_affines(cwd / "hmc_xfm.txt", motion.matrices)
         write_confounds(cwd / "confounds.tsv", motion)
-        fd = motion.framewise_displacement
         self._results.update(reference_file=str(cwd / "boldref.nii.gz"),
                              xforms_file=str(cwd / "hmc_xfm.txt"),
-                             confounds_file=str(cwd / "confounds.tsv"),
-                             mean_fd=float(np.nanmean(fd)) if len(fd) > 1 else 0.0)
+                             confounds_file=str(cwd / "confounds.tsv"))
         return runtime
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
 
+import nibabel as nb
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -17,15 +20,24 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bidsapp.design import TrialDesign
+from bidsapp.device import resolve_device_name
+from bidsapp.errors import BadDataError
+from bidsapp.progress import Progress
+from bidsapp.rsa import neighbors, searchlight
+from bidsapp.rsa.maps import best_layer, layer_lookup_tsv, to_volume
+from bidsapp.rsa.searchlight import estimate_memory
+from bidsapp.rsa.timeseries import RunTrials, masked_volumes, stacked_patterns
+from bidsapp.stats import null_passes, participant_null
+from bidsapp.stats.permutation import permutation_bytes
+
 
 class _PreparePatternsInputSpec(BaseInterfaceInputSpec):
     bold_files = InputMultiObject(File(exists=True), mandatory=True,
                                   desc="template-space BOLD runs of one task")
     mask_file = File(exists=True, mandatory=True, desc="analysis (grey-matter) mask, same grid")
-    onsets = traits.List(traits.List(traits.Float), mandatory=True, desc="per run")
-    stimuli = traits.List(traits.List(traits.Str), mandatory=True, desc="per run")
-    start_times = traits.List(traits.Float, mandatory=True, desc="per run, seconds")
-    candidate_info = File(exists=True, mandatory=True, desc="JSON from CandidateRDMs")
+    design = traits.Dict(mandatory=True, desc="the task's TrialDesign (TrialDesign.to_dict), "
+                                              "runs in the order of bold_files")
     searchlight_size = traits.Int(100, usedefault=True)
     chunk_centers = traits.Int(20000, usedefault=True, desc="centers per searchlight job")
 
@@ -43,26 +55,19 @@ class PreparePatterns(SimpleInterface):
     output_spec = _PreparePatternsOutputSpec
 
     def _run_interface(self, runtime):
-        import nibabel as nb
-        import numpy as np
-
-        from bidsapp.rsa import neighbors
-        from bidsapp.rsa.timeseries import RunTrials, masked_volumes, stacked_patterns
-
-        info = json.loads(Path(self.inputs.candidate_info).read_text())
+        design = TrialDesign.from_dict(self.inputs.design)
         mask_img = nb.load(self.inputs.mask_file)
         mask = np.asanyarray(mask_img.dataobj) > 0
         runs = []
-        for bold, onsets, stims, start in zip(self.inputs.bold_files, self.inputs.onsets,
-                                              self.inputs.stimuli, self.inputs.start_times,
-                                              strict=True):
+        for bold, run in zip(self.inputs.bold_files, design.runs, strict=True):
             img = nb.load(bold)
             _check_grid(img, mask_img, bold, self.inputs.mask_file)
             data = masked_volumes(bold, mask)  # volumes x in-mask voxels
-            runs.append(RunTrials(data, onsets, stims, start, Path(bold).name))
-        patterns, _ = stacked_patterns(runs, info["TrialTRs"], info["RepetitionTime"],
-                                       drop_seconds=info["DropSeconds"],
-                                       order=info["StimulusOrder"])
+            runs.append(RunTrials(data, list(run.onsets), list(run.stimuli), run.start_time,
+                                  Path(bold).name))
+        patterns, _ = stacked_patterns(runs, design.trs_by_stimulus, design.repetition_time,
+                                       drop_seconds=design.drop_seconds,
+                                       order=list(design.order))
         cwd = Path(runtime.cwd)
         np.save(cwd / "patterns.npy", np.ascontiguousarray(patterns.T))
         nbrs = neighbors(mask, self.inputs.searchlight_size,
@@ -77,10 +82,6 @@ class PreparePatterns(SimpleInterface):
 
 
 def _check_grid(img, mask_img, bold, mask_file) -> None:
-    import numpy as np
-
-    from bidsapp.errors import BadDataError
-
     if img.shape[:3] != mask_img.shape[:3] or not np.allclose(img.affine, mask_img.affine,
                                                               atol=1e-3):
         raise BadDataError(
@@ -100,8 +101,8 @@ class _SearchlightChunkInputSpec(BaseInterfaceInputSpec):
     n_permutations = traits.Int(0, usedefault=True,
                                 desc="trial-block permutations of the null; 0: no null")
     seed = traits.Int(0, usedefault=True, desc="seed of the permutations, same for every chunk")
-    candidate_info = File(exists=True, desc="JSON from CandidateRDMs (trial lengths); "
-                                            "needed for the null")
+    design = traits.Dict(desc="the task's TrialDesign (TrialDesign.to_dict): the trial "
+                              "lengths the null permutes; needed for the null")
     mem_gb = traits.Float(desc="memory this job may hold (its node's mem_gb); bounds the "
                                "permutations per pass of the null")
 
@@ -118,10 +119,6 @@ class SearchlightChunk(SimpleInterface):
     output_spec = _SearchlightChunkOutputSpec
 
     def _run_interface(self, runtime):
-        import numpy as np
-
-        from bidsapp.rsa import searchlight
-
         start, stop = self.inputs.chunk
         patterns = np.load(self.inputs.patterns, mmap_mode="r")
         nbrs = np.load(self.inputs.neighbors, mmap_mode="r")[start:stop]
@@ -141,10 +138,6 @@ class SearchlightChunk(SimpleInterface):
 
     def _progress(self, patterns_shape, nbrs_shape, n_layers, n_permutations, passes):
         """Log what the chunk will compute and its memory; return its progress counter."""
-        from bidsapp.audio.weights import resolve_device
-        from bidsapp.progress import Progress
-        from bidsapp.rsa.searchlight import estimate_memory
-
         start, stop = self.inputs.chunk
         n_trs, n_voxels = patterns_shape
         n_centers, sphere = nbrs_shape
@@ -154,7 +147,7 @@ class SearchlightChunk(SimpleInterface):
         what = (f"{n_permutations} permutations and the observed maps in {passes} pass(es) "
                 f"over the centres" if n_permutations else "the observed maps")
         label = f"Searchlight, centres {start}-{stop}"
-        on_cpu = resolve_device(self.inputs.device).type == "cpu"
+        on_cpu = resolve_device_name(self.inputs.device) == "cpu"
         logging.getLogger("bidsapp").info(
             "%s: T = %d TRs, %d layers, spheres of %d voxels; %s; on %s; engine memory about "
             "%.0f MB", label, n_trs, n_layers, sphere, what,
@@ -168,17 +161,9 @@ class SearchlightChunk(SimpleInterface):
 
     def _null(self, patterns, nbrs, rdms, start, cwd):
         """Return the chunk's maps and the path of its permutation null."""
-        import functools
-
-        import numpy as np
-
-        from bidsapp.rsa import searchlight
-        from bidsapp.stats import null_passes, participant_null
-
-        if not isdefined(self.inputs.candidate_info):
-            raise ValueError("candidate_info is needed to compute the permutation null")
-        info = json.loads(Path(self.inputs.candidate_info).read_text())
-        lengths = trial_lengths(info)
+        if not isdefined(self.inputs.design):
+            raise ValueError("design is needed to compute the permutation null")
+        lengths = TrialDesign.from_dict(self.inputs.design).trial_lengths
         n_perm = self.inputs.n_permutations
         logging.getLogger("bidsapp").info(
             "Permutation null: %d trial-block permutations of %d trials for %d centers",
@@ -194,7 +179,6 @@ class SearchlightChunk(SimpleInterface):
         np.savez(out, max_r=null.max_r, block_orders=null.block_orders)
         return null.observed, str(out)
 
-
     def _batch_bytes(self, patterns_shape, nbrs_shape, n_layers) -> int:
         """Bytes of permuted candidates per pass: 1 GiB, less when ``mem_gb`` is tighter.
 
@@ -203,9 +187,6 @@ class SearchlightChunk(SimpleInterface):
         """
         if not isdefined(self.inputs.mem_gb):
             return MAX_BATCH_BYTES
-        from bidsapp.rsa.searchlight import estimate_memory
-        from bidsapp.stats.permutation import permutation_bytes
-
         n_trs, n_voxels = patterns_shape
         fixed = estimate_memory(n_trs, n_voxels, nbrs_shape[0], nbrs_shape[1], 2 * n_layers,
                                 n_jobs=self.inputs.n_jobs, device=self.inputs.device)
@@ -228,30 +209,12 @@ MAX_BATCH_BYTES = 2**30
 LONG_STEP_SECONDS = 3 * 3600
 
 
-def trial_lengths(info: dict) -> list[int]:
-    """Return the TRs each stacked trial keeps after the dropped seconds, in stacked order.
-
-    Parameters
-    ----------
-    info : dict
-        The JSON written by :class:`bidsapp.interfaces.features.CandidateRDMs`
-        (``TrialTRs``, ``StimulusOrder``, ``RepetitionTime``, ``DropSeconds``).
-
-    Returns
-    -------
-    list of int
-        One length per trial; they sum to ``NumberOfTRs``.
-    """
-    from bidsapp.rsa.stacking import n_dropped
-
-    drop = n_dropped(info["RepetitionTime"], info["DropSeconds"])
-    return [int(info["TrialTRs"][stim]) - drop for stim in info["StimulusOrder"]]
-
-
 class _MergeMapsInputSpec(BaseInterfaceInputSpec):
     correlations = InputMultiObject(File(exists=True), mandatory=True, desc="chunks, in order")
     mask_file = File(exists=True, mandatory=True)
-    candidate_info = File(exists=True, mandatory=True)
+    candidate_info = File(exists=True, mandatory=True,
+                          desc="JSON from CandidateRDMs: layer names and weights")
+    design = traits.Dict(mandatory=True, desc="the task's TrialDesign (TrialDesign.to_dict)")
     searchlight_size = traits.Int(100, usedefault=True)
     nulls = InputMultiObject(File(exists=True), desc="the chunks' permutation nulls, in order")
     seed = traits.Int(desc="seed the nulls were drawn with (for the sidecar)")
@@ -276,19 +239,15 @@ class MergeMaps(SimpleInterface):
     output_spec = _MergeMapsOutputSpec
 
     def _run_interface(self, runtime):
-        import nibabel as nb
-        import numpy as np
-
-        from bidsapp.rsa.maps import best_layer, layer_lookup_tsv, to_volume
-
         info = json.loads(Path(self.inputs.candidate_info).read_text())
+        design = TrialDesign.from_dict(self.inputs.design)
         mask_img = nb.load(self.inputs.mask_file)
         mask = np.asanyarray(mask_img.dataobj) > 0
         values = np.concatenate([np.load(f) for f in self.inputs.correlations], axis=0)
         cwd = Path(runtime.cwd)
         meta = {"SearchlightSize": self.inputs.searchlight_size,
-                "NumberOfTRs": info["NumberOfTRs"], "StimulusOrder": info["StimulusOrder"],
-                "DropSeconds": info["DropSeconds"], "WeightsSHA256": info["WeightsSHA256"],
+                "NumberOfTRs": design.n_trs, "StimulusOrder": list(design.order),
+                "DropSeconds": design.drop_seconds, "WeightsSHA256": info["WeightsSHA256"],
                 "WeightsStatus": info["WeightsStatus"],
                 "WeightsTrainingData": info.get("WeightsTrainingData"),
                 "Statistic": "Spearman r between target and candidate RDM upper triangles"}
@@ -309,13 +268,10 @@ class MergeMaps(SimpleInterface):
             bestlayer_tsv=str(cwd / "bestlayer.tsv"), meta=meta,
         )
         if isdefined(self.inputs.nulls) and self.inputs.nulls:
-            self._merge_nulls(mask, mask_img, info, meta, cwd)
+            self._merge_nulls(mask, mask_img, design, meta, cwd)
         return runtime
 
-    def _merge_nulls(self, mask, mask_img, info, meta, cwd):
-        import nibabel as nb
-        import numpy as np
-
+    def _merge_nulls(self, mask, mask_img, design, meta, cwd):
         chunks = [np.load(f) for f in self.inputs.nulls]
         orders = chunks[0]["block_orders"]
         if any(not np.array_equal(c["block_orders"], orders) for c in chunks[1:]):
@@ -332,7 +288,7 @@ class MergeMaps(SimpleInterface):
             **meta, "Statistic": "maximum over layers of the Spearman r with candidate RDMs "
                                  "whose trials were permuted (one volume per permutation)",
             "NumberOfPermutations": int(max_r.shape[0]), "PermutationScheme": "trial-blocks",
-            "TrialLengths": trial_lengths(info), "BlockOrders": orders.tolist(),
+            "TrialLengths": design.trial_lengths, "BlockOrders": orders.tolist(),
         }
         if isdefined(self.inputs.seed):
             null_meta["RandomSeed"] = int(self.inputs.seed)

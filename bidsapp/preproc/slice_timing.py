@@ -66,13 +66,35 @@ class SliceTimingPlan:
         return meta
 
 
-def _skip(reason: str, axis: int = 2) -> SliceTimingPlan:
-    LOGGER.warning("Slice-timing correction skipped: %s", reason)
+def volume_time(start_time: float | None, tr: float) -> float:
+    """Return the time within each TR that a preprocessed volume stands for, in seconds.
+
+    The one rule every part of the analysis uses to place volumes against trial onsets.
+
+    Parameters
+    ----------
+    start_time : float or None
+        The series' ``StartTime`` when slice timing was corrected, ``None`` when not.
+    tr : float
+        Repetition time in seconds.
+
+    Returns
+    -------
+    float
+        ``start_time`` after correction; otherwise half a TR, because an uncorrected
+        volume mixes slices from the whole TR, which 0 would place too early.
+    """
+    return float(start_time) if start_time is not None else 0.5 * float(tr)
+
+
+def _skip(reason: str, axis: int = 2, log: bool = True) -> SliceTimingPlan:
+    if log:
+        LOGGER.warning("Slice-timing correction skipped: %s", reason)
     return SliceTimingPlan(None, None, axis, f"Slice-timing correction skipped: {reason}")
 
 
 def plan_slice_timing(metadata: Mapping[str, Any], shape: Sequence[int], tr: float,
-                      slice_time_ref: float = 0.5) -> SliceTimingPlan:
+                      slice_time_ref: float = 0.5, *, log: bool = True) -> SliceTimingPlan:
     """Check a run's ``SliceTiming`` and choose the reference time.
 
     Parameters
@@ -87,6 +109,8 @@ def plan_slice_timing(metadata: Mapping[str, Any], shape: Sequence[int], tr: flo
     slice_time_ref : float, optional
         Reference as a fraction of the slice acquisition range, 0 (first slice) to 1
         (last slice); 0.5 by default, as in fMRIPrep.
+    log : bool, optional
+        Log why the correction is skipped; off where the same run was planned already.
 
     Returns
     -------
@@ -96,26 +120,27 @@ def plan_slice_timing(metadata: Mapping[str, Any], shape: Sequence[int], tr: flo
     direction = str(metadata.get("SliceEncodingDirection", "k"))
     axis = _AXES.get(direction[:1])
     if axis is None or direction[1:] not in ("", "-"):
-        return _skip(f"SliceEncodingDirection {direction!r} is not one of i, j, k, i-, j-, k-")
+        return _skip(f"SliceEncodingDirection {direction!r} is not one of i, j, k, i-, j-, k-",
+                     log=log)
     times = metadata.get("SliceTiming")
     if times is None:
-        return _skip("the BOLD sidecar has no SliceTiming", axis)
+        return _skip("the BOLD sidecar has no SliceTiming", axis, log=log)
     if not isinstance(times, list | tuple) or not all(
             isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
             for t in times):
-        return _skip("SliceTiming is not a list of numbers", axis)
+        return _skip("SliceTiming is not a list of numbers", axis, log=log)
     n_slices = int(shape[axis]) if len(shape) > axis else 0
     if len(times) != n_slices:
         return _skip(f"SliceTiming has {len(times)} entries but the image has {n_slices} "
-                     f"slices along axis {direction[:1]}", axis)
+                     f"slices along axis {direction[:1]}", axis, log=log)
     values = np.asarray(times, dtype=float)
     if values.min() < 0 or values.max() >= tr:
         hint = " (milliseconds instead of seconds?)" if values.max() >= 1000 * 0.5 * tr else ""
         return _skip(f"SliceTiming values must lie in [0, TR={tr} s); they span "
-                     f"{values.min():g}-{values.max():g}{hint}", axis)
+                     f"{values.min():g}-{values.max():g}{hint}", axis, log=log)
     if np.ptp(values) == 0:
         return _skip("every slice has the same acquisition time, so there is nothing to "
-                     "correct", axis)
+                     "correct", axis, log=log)
     if direction.endswith("-"):
         # BIDS: with a negative direction the first entry is the slice of largest index.
         values = values[::-1]

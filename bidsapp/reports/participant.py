@@ -10,6 +10,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from bidsapp.labels import strip_prefix
+
 from . import figures
 from .html import (
     escape,
@@ -163,7 +165,7 @@ def write_participant_report(
         The report's path.
     """
     output_dir = Path(output_dir)
-    label = subject.removeprefix("sub-")
+    label = strip_prefix(subject)
     paths = [Path(p) for p in layer_maps]
     metadata = [read_sidecar(p) for p in paths]
     order = _layer_order(paths, metadata)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from bidsapp.device import resolve_device_name
+
 from ._engine_numpy import run_numpy
 from ._ranks import order_keys, prepare_candidates, reorder_columns
 from .neighbors import PAD
@@ -263,31 +265,14 @@ def _check_orders(orders: ArrayLike, n_trs: int) -> np.ndarray:
 
 def _resolve_device(device: Any, backend: str | None) -> tuple[str, str]:
     """Return (device string, backend name) after 'auto' and defaults are resolved."""
-    name = str(device)
-    if name == "auto":
-        name = "cuda" if _cuda_available() else "cpu"
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', not {device!r}")
+    if backend is not None and backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, not {backend!r}")
+    if backend == "numpy" and str(device).startswith("cuda"):
+        raise ValueError("the numpy backend runs on CPU only: use backend='torch' for CUDA")
+    name = resolve_device_name(device)
     if backend is None:
         backend = "numpy" if name == "cpu" else "torch"
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, not {backend!r}")
-    if name.startswith("cuda"):
-        if backend == "numpy":
-            raise ValueError("the numpy backend runs on CPU only: use backend='torch' for CUDA")
-        if not _cuda_available():
-            raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU; use "
-                               "device='cpu' or 'auto'")
     return name, backend
-
-
-def _cuda_available() -> bool:
-    """Whether torch is importable and sees a CUDA device."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def _resolve_n_jobs(n_jobs: int | None) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 
 from bidsapp._pool import starmap
 from bidsapp.errors import UsageError
+from bidsapp.logs import setup_logging
 
 from . import writer
 from .acquisition import run_schedule
@@ -181,8 +182,6 @@ def _write_truth_maps(truth: Path, params: SimulationParams, spheres: list[Spher
 def _simulate_subject_logged(level: int | None, *args) -> list[Path]:
     """Run :func:`_simulate_subject`; in a spawned worker, log its progress as the parent."""
     if level is not None and not logging.getLogger("bidsapp").handlers:
-        from bidsapp.cli.run import setup_logging
-
         setup_logging(verbose=int(level <= logging.DEBUG))
     return _simulate_subject(*args)
 

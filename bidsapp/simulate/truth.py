@@ -19,6 +19,7 @@ import nibabel as nb
 import numpy as np
 
 from bidsapp.errors import MissingInputError
+from bidsapp.labels import strip_prefix
 
 from .anatomy import TEMPLATE_SPACE
 from .transform import SubjectTransform
@@ -87,7 +88,7 @@ def load_transform(dataset: str | Path, subject: str) -> SubjectTransform:
     SubjectTransform
         Its ``to_native`` and ``to_template`` methods map points (N, 3) in mm.
     """
-    sub = f"sub-{subject.removeprefix('sub-')}"
+    sub = f"sub-{strip_prefix(subject)}"
     folder = Path(dataset) / TRUTH_DIR / sub / "anat"
     stem = f"{sub}_from-{TEMPLATE_SPACE}_to-T1w"
     affine = np.asarray(_read_json(folder / f"{stem}_desc-affine_xfm.json")["TemplateToNative"])
@@ -139,7 +140,7 @@ def load_motion(dataset: str | Path, subject: str, run: int, task: str = "music"
         Shape (n_volumes, 6): ``trans_x, trans_y, trans_z`` in mm, ``rot_x, rot_y, rot_z``
         in radians; see :mod:`bidsapp.simulate.motion` for the convention.
     """
-    sub = f"sub-{subject.removeprefix('sub-')}"
+    sub = f"sub-{strip_prefix(subject)}"
     path = Path(dataset) / TRUTH_DIR / sub / "func" / f"{sub}_task-{task}_run-{run}_motion.tsv"
     if not path.is_file():
         raise MissingInputError("The run's motion file is missing", path=path)

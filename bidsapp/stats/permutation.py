@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bidsapp.errors import BadDataError
+from bidsapp.labels import strip_prefix
 from bidsapp.progress import Progress
 
 SearchlightFn = Callable[..., np.ndarray]
@@ -73,7 +74,7 @@ def participant_seed(random_seed: int, subject: str) -> int:
     int
         A 63-bit seed; participants get different permutations, reruns the same ones.
     """
-    label = subject.removeprefix("sub-").encode()
+    label = strip_prefix(subject).encode()
     return (int(random_seed) << 32 ^ zlib.crc32(label)) & (2**63 - 1)
 
 

@@ -159,7 +159,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from bidsapp.audio.weights import resolve_device
+    from bidsapp.device import resolve_device
     from bidsapp.io import write_json
 
     from .export import (

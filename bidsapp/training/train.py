@@ -136,7 +136,7 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
         ``steps``, ``samples``, ``seconds`` (training wall time of all sessions),
         ``best_step``, ``best_validation`` and ``stopped`` (why it stopped).
     """
-    from bidsapp.audio.weights import resolve_device
+    from bidsapp.device import resolve_device
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)

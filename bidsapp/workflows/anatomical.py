@@ -2,91 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from bidsapp.bids.derivatives import PATH_PATTERNS, DerivativesDataSink
+from bidsapp.bids.derivatives import resolution_text
 from bidsapp.config import Config
-
-#: Derivative names our sink adds to the app's: masks with a ``label`` and no ``desc``.
-EXTRA_PATTERNS = (
-    "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
-    "[_acq-{acquisition}][_rec-{reconstruction}][_run-{run}][_space-{space}]"
-    "[_res-{resolution}][_label-{label}][_desc-{desc}]_{suffix<mask>|mask}"
-    "{extension<.nii|.nii.gz|.json>|.nii.gz}",
-)
+from bidsapp.interfaces.bids import datasink
+from bidsapp.interfaces.preproc import SpatialNormalization, TemplateMasks
+from bidsapp.interfaces.reports import registration_overlay
+from bidsapp.preproc.resample import resolution_label
+from bidsapp.templates import get_template
 
 ANAT_OUTPUTS = ("t1w_preproc", "t1w_mask", "t1w2std_xfm", "std2t1w_xfm", "std_t1w", "ref_file",
                 "brain_mask_std", "gm_mask", "resample_mask", "dseg", "reportlets")
-
-
-def _copy_keeping_gzip(src, dst, fallback):
-    """Copy a gzip file as it is; anything else as niworkflows would."""
-    if str(src).endswith(".gz") and str(dst).endswith(".gz"):
-        shutil.copyfile(src, dst)
-        return True
-    return fallback(src, dst)
-
-
-class PreprocDataSink(DerivativesDataSink):
-    """The app's atomic data sink, with our extra patterns and no TemplateFlow lookups.
-
-    niworkflows describes a ``res`` entity of a standard space by asking TemplateFlow,
-    which would index the whole cache in every sink; our sidecars carry their own
-    ``Resolution`` instead (set it as an input).  Headers are written right by the
-    producing interfaces, so the sinks copy files as they are: niworkflows would also
-    decompress and recompress every ``.nii.gz`` at level 9, 90 s per run of the study.
-    """
-
-    _file_patterns = (*EXTRA_PATTERNS, *PATH_PATTERNS)
-    _standard_spaces = ()
-
-    def _run_interface(self, runtime):
-        import niworkflows.interfaces.bids as niw_bids
-
-        original = niw_bids._copy_any
-        niw_bids._copy_any = lambda src, dst: _copy_keeping_gzip(src, dst, original)
-        try:
-            return super()._run_interface(runtime)
-        finally:
-            niw_bids._copy_any = original
-
-
-def datasink(name: str, output_dir: Path, *, resolution_text: str | None = None,
-             **entities) -> pe.Node:
-    """Return a data-sink node writing under ``output_dir`` with fixed ``entities``.
-
-    Parameters
-    ----------
-    name : str
-        Node name.
-    output_dir : Path
-        The derivatives root.
-    resolution_text : str, optional
-        Value of the sidecar's ``Resolution`` field (required by BIDS with ``res-``).
-    **entities
-        BIDS entities and ``suffix``, ``datatype``, ``compress``, ``dismiss_entities``.
-
-    Returns
-    -------
-    nipype.pipeline.engine.Node
-        Runs in the main process: it only copies files.
-    """
-    node = pe.Node(PreprocDataSink(base_directory=str(output_dir), check_hdr=False,
-                                   **entities),
-                   name=name, run_without_submitting=True)
-    if resolution_text is not None:
-        node.inputs.Resolution = resolution_text
-    return node
-
-
-def resolution_text(space: str, resolution: float) -> str:
-    """Return the ``Resolution`` sidecar text of a ``res-`` label (see ``docs``)."""
-    return (f"{resolution:g} mm isotropic: the {space} template's 1 mm bounding box "
-            f"resampled from its first voxel centre")
 
 
 def init_anat_wf(*, config: Config, normalization_quality: str = "default",
@@ -141,13 +70,6 @@ def init_anat_wf(*, config: Config, normalization_quality: str = "default",
     MissingInputError
         Before anything runs, if the template is not in TemplateFlow's cache (exit 66).
     """
-    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
-
-    from bidsapp.interfaces.preproc import SpatialNormalization, TemplateMasks
-    from bidsapp.interfaces.reports import registration_overlay
-    from bidsapp.preproc.resample import resolution_label
-    from bidsapp.templates import get_template
-
     template = get_template(config.output_space)
     space, res = config.output_space, float(config.output_res)
     threads = int(config.omp_nthreads or 1)

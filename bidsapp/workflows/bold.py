@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nb
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from bidsapp.bids.derivatives import resolution_text
 from bidsapp.config import Config
-
-from .anatomical import datasink, resolution_text
+from bidsapp.interfaces.bids import datasink
+from bidsapp.interfaces.preproc import (
+    BoldToT1wRegistration,
+    GMMaskLike,
+    HeadMotionEstimation,
+    ResampleBoldToTemplate,
+    SliceTimingCorrection,
+)
+from bidsapp.interfaces.reports import CarpetPlot, MotionPlot, registration_overlay
+from bidsapp.preproc.fmriprep import find_fmriprep_run, open_fmriprep_layout
+from bidsapp.preproc.resample import resolution_label
+from bidsapp.preproc.slice_timing import plan_slice_timing
+from bidsapp.templates import get_template
 
 BOLD_INPUTS = ("bold_file", "t1w_preproc", "t1w_mask", "t1w2std_xfm", "ref_file",
                "resample_mask", "brain_mask_std", "gm_mask", "dseg")
 BOLD_OUTPUTS = ("bold_std", "bold_mask_std", "gm_mask", "confounds", "boldref", "hmc_xforms",
-                "coreg_xfm", "repetition_time", "start_time", "trial_onsets",
+                "coreg_xfm", "repetition_time", "start_time",
                 "slice_timing_corrected", "warnings", "reportlets")
 
 _CONFOUNDS_META = {
@@ -44,8 +58,6 @@ def _mem_gb(bold_run) -> dict[str, float]:
     # (int16 there, up to float32), slice timing the raw series and its float32 result.
     # Resampling reads and writes one volume at a time and the carpet plot keeps only
     # the voxels it draws, so they hold the template-grid coordinates and a few volumes.
-    import nibabel as nb
-
     shape = nb.load(bold_run.path).shape
     series = 4 * float(shape[0] * shape[1] * shape[2] * shape[3]) / 1e9
     return {"hmc": 0.3 + series, "stc": 0.3 + 2 * series, "resample": 0.5,
@@ -105,10 +117,9 @@ def init_bold_wf(*, bold_run, config: Config, name: str | None = None,
         TR in seconds.
     start_time
         ``StartTime``: volume ``n`` of ``bold_std`` samples time ``n * TR + start_time``
-        after the run's first volume began (0 when slice timing was not corrected).
-    trial_onsets
-        The trials' onsets minus ``start_time``, in the events' order: where each trial
-        starts on the time axis on which volume ``n`` sits at ``n * TR``.
+        after the run's first volume began (0 when slice timing was not corrected).  The
+        analysis places volumes with :func:`bidsapp.design.run_volume_time` instead, which
+        applies the same rule when the trial design is built.
     slice_timing_corrected
         Whether slice timing was corrected.
     warnings
@@ -118,19 +129,6 @@ def init_bold_wf(*, bold_run, config: Config, name: str | None = None,
     """
     if config.derivatives.get("fmriprep"):
         return init_fmriprep_bold_wf(bold_run=bold_run, config=config, name=name)
-    import nibabel as nb
-    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
-
-    from bidsapp.interfaces.preproc import (
-        BoldToT1wRegistration,
-        HeadMotionEstimation,
-        ResampleBoldToTemplate,
-        SliceTimingCorrection,
-    )
-    from bidsapp.interfaces.reports import CarpetPlot, MotionPlot, registration_overlay
-    from bidsapp.preproc.resample import resolution_label
-    from bidsapp.preproc.slice_timing import plan_slice_timing
-
     tr = float(bold_run.repetition_time)
     metadata = dict(bold_run.metadata)
     plan = plan_slice_timing(metadata, nb.load(bold_run.path).shape, tr, config.slice_time_ref)
@@ -167,7 +165,6 @@ normalization.
     outputnode = pe.Node(niu.IdentityInterface(fields=list(BOLD_OUTPUTS)), name="outputnode")
     outputnode.inputs.repetition_time = tr
     outputnode.inputs.start_time = start_time
-    outputnode.inputs.trial_onsets = [t.onset - start_time for t in bold_run.trials]
     outputnode.inputs.slice_timing_corrected = plan.corrected
     outputnode.inputs.warnings = [plan.warning] if plan.warning else []
 
@@ -285,13 +282,6 @@ def init_fmriprep_bold_wf(*, bold_run, config: Config, name: str | None = None):
     MissingInputError
         At build time, if fMRIPrep's files for the run or the template are missing.
     """
-    from niworkflows.engine.workflows import LiterateWorkflow as Workflow
-
-    from bidsapp.interfaces.preproc import GMMaskLike
-    from bidsapp.interfaces.reports import CarpetPlot
-    from bidsapp.preproc.fmriprep import find_fmriprep_run, open_fmriprep_layout
-    from bidsapp.templates import get_template
-
     layout = open_fmriprep_layout(config.derivatives["fmriprep"])
     found = find_fmriprep_run(layout, bold_run, config.output_space)
     template = get_template(config.output_space)
@@ -311,7 +301,6 @@ probability map on fMRIPrep's grid, thresholded at 0.5, within fMRIPrep's brain 
         bold_std=str(found.bold), bold_mask_std=str(found.mask),
         confounds=str(found.confounds), boldref="", hmc_xforms="", coreg_xfm="",
         repetition_time=tr, start_time=start_time,
-        trial_onsets=[t.onset - start_time for t in bold_run.trials],
         slice_timing_corrected=corrected,
         warnings=[] if corrected else ["fMRIPrep did not correct slice timing for this run"])
     gm = pe.Node(GMMaskLike(gm_probseg=str(template.gm_probseg), reference=str(found.mask),
@@ -336,6 +325,7 @@ def _listify(value):
 
 def _dseg_from_masks(brain: str, gm: str) -> str:
     """Write a carpet-plot segmentation (1 grey matter, 3 other brain) in the cwd."""
+    # A nipype Function node runs this function's source alone: it imports what it uses.
     import os
 
     import nibabel as nb

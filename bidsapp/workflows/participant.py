@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bidsapp.bids.collect import SubjectData
+from bidsapp.bids.derivatives import resolution_text
 from bidsapp.config import Config
+from bidsapp.design import TrialDesign
+from bidsapp.interfaces.features import CandidateRDMs
+from bidsapp.preproc.resample import resolution_label
 
-LOGGER = logging.getLogger("bidsapp")
+from .anatomical import init_anat_wf
+from .bold import BOLD_INPUTS, init_bold_wf
+from .rsa import init_rsa_wf
 
 
-def init_participant_wf(config: Config, subjects: list[SubjectData]) -> pe.Workflow:
+def init_participant_wf(config: Config, subjects: list[SubjectData],
+                        designs: Mapping[str, Mapping[str, TrialDesign]]) -> pe.Workflow:
     """Build the participant-level workflow for every selected participant.
 
     Parameters
@@ -22,6 +29,8 @@ def init_participant_wf(config: Config, subjects: list[SubjectData]) -> pe.Workf
         The options of this run.
     subjects : list of SubjectData
         The checked inputs of each participant (:func:`bidsapp.bids.collect_participants`).
+    designs : mapping
+        ``designs[subject][task]``, from :func:`bidsapp.design.subject_designs`.
 
     Returns
     -------
@@ -30,11 +39,12 @@ def init_participant_wf(config: Config, subjects: list[SubjectData]) -> pe.Workf
     """
     workflow = pe.Workflow(name="bidsapp_participant_wf")
     for subject in subjects:
-        workflow.add_nodes([init_single_subject_wf(config, subject)])
+        workflow.add_nodes([init_single_subject_wf(config, subject, designs[subject.subject])])
     return workflow
 
 
-def init_single_subject_wf(config: Config, subject: SubjectData) -> pe.Workflow:
+def init_single_subject_wf(config: Config, subject: SubjectData,
+                           designs: Mapping[str, TrialDesign]) -> pe.Workflow:
     """Build one participant's workflow.
 
     The anatomical workflow (T1w to template, masks); per BOLD run the preprocessing to
@@ -48,17 +58,14 @@ def init_single_subject_wf(config: Config, subject: SubjectData) -> pe.Workflow:
         The options of this run.
     subject : SubjectData
         The participant's checked inputs.
+    designs : mapping of str to TrialDesign
+        The trial design of each task.
 
     Returns
     -------
     nipype.pipeline.engine.Workflow
         ``sub_<label>_wf``.
     """
-    from bidsapp.interfaces.features import CandidateRDMs
-    from bidsapp.workflows.anatomical import init_anat_wf, resolution_text
-    from bidsapp.workflows.bold import BOLD_INPUTS, init_bold_wf
-    from bidsapp.workflows.rsa import init_rsa_wf
-
     workflow = pe.Workflow(name=f"sub_{subject.subject}_wf")
     workflow.__desc__ = (
         "Candidate representational dissimilarity matrices (RDMs) were computed from the "
@@ -78,20 +85,18 @@ def init_single_subject_wf(config: Config, subject: SubjectData) -> pe.Workflow:
         for bold_wf in bold_wfs:
             workflow.connect([(anat_wf, bold_wf, [(f"outputnode.{f}", f"inputnode.{f}")
                                                   for f in anat_fields])])
-        stim_ids = sorted({trial.stim_file for run in runs for trial in run.trials})
-        rdms = pe.Node(CandidateRDMs(stimuli={s: str(subject.stimuli[s]) for s in stim_ids},
-                                     repetition_time=runs[0].repetition_time,
+        design = designs[task].to_dict()
+        rdms = pe.Node(CandidateRDMs(design=design,
                                      cache_dir=str(config.output_dir / "features"),
-                                     drop_seconds=config.drop_seconds,
                                      device=config.device),
                        name=f"candidate_rdms_{task}", mem_gb=2)
         space_entities = {"space": config.output_space,
-                          "resolution": _resolution_label(config.output_res),
+                          "resolution": resolution_label(config.output_res),
                           "Resolution": resolution_text(config.output_space,
                                                         config.output_res)}
-        rsa_wf = init_rsa_wf(config=config, runs=runs, space_entities=space_entities,
+        rsa_wf = init_rsa_wf(config=config, design=design, source_file=runs[0].path,
+                             subject=subject.subject, space_entities=space_entities,
                              name=f"rsa_{task}_wf")
-        rsa_wf.inputs.inputnode.start_times = [_effective_start(w) for w in bold_wfs]
         merge_bold = pe.Node(niu.Merge(len(bold_wfs)), name=f"merge_bold_{task}",
                              run_without_submitting=True)
         for i, bold_wf in enumerate(bold_wfs, start=1):
@@ -104,20 +109,3 @@ def init_single_subject_wf(config: Config, subject: SubjectData) -> pe.Workflow:
         ])
     return workflow
 
-
-def _resolution_label(res: float) -> str:
-    from bidsapp.preproc.resample import resolution_label
-
-    return resolution_label(res)
-
-
-def _effective_start(bold_wf: pe.Workflow) -> float:
-    """Time within each TR that a template-space volume of this run represents.
-
-    After slice-timing correction it is the run's ``StartTime``; without it, a volume
-    mixes slices from the whole TR, so half a TR is the better estimate than 0.
-    """
-    outputs = bold_wf.get_node("outputnode").inputs
-    if outputs.slice_timing_corrected:
-        return float(outputs.start_time)
-    return 0.5 * float(outputs.repetition_time)

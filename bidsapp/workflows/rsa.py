@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bidsapp.bids.collect import BoldRun
 from bidsapp.config import Config
+from bidsapp.interfaces.bids import DerivativesDataSink
+from bidsapp.interfaces.reports import CandidateRDMPlot
+from bidsapp.interfaces.rsa import MergeMaps, PreparePatterns, SearchlightChunk
+from bidsapp.stats import participant_seed
 
 
-def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
-                chunk_centers: int = 20000, name: str = "rsa_wf") -> pe.Workflow:
+def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subject: str,
+                space_entities: dict, chunk_centers: int = 20000,
+                name: str = "rsa_wf") -> pe.Workflow:
     """Build the searchlight RSA of one participant's task against the network's layers.
 
     Parameters
     ----------
     config : Config
         Searchlight size, device, output folder.
-    runs : list of BoldRun
-        The task's runs, in the order their preprocessed files arrive on the inputnode.
+    design : dict
+        The task's :class:`~bidsapp.design.TrialDesign` as :meth:`~.TrialDesign.to_dict`
+        gives it; its runs are in the order their preprocessed files arrive.
+    source_file : str or Path
+        A raw BOLD run of the task, which names the outputs (``run`` is dismissed).
+    subject : str
+        The participant label, which seeds the permutation null.
     space_entities : dict
         Entities of the output grid, e.g. ``{"space": "MNI152NLin2009cAsym",
         "resolution": "2p4"}``, and optionally ``Resolution``, the sidecar text that BIDS
@@ -37,8 +47,6 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
         Template-space preprocessed BOLD runs (same order as ``runs``).
     mask_file
         Template-space grey-matter mask on the same grid.
-    start_times
-        Per run, the time within the TR each volume represents (``StartTime``).
     candidate_rdms, candidate_info
         From :class:`bidsapp.interfaces.features.CandidateRDMs`.
 
@@ -53,10 +61,6 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
     participant's permutation null (the same trial orders in every chunk, from
     :func:`bidsapp.stats.participant_seed`), written as ``desc-maxnull_stat-r_statmap``.
     """
-    from bidsapp.bids.derivatives import DerivativesDataSink
-    from bidsapp.interfaces.reports import CandidateRDMPlot
-    from bidsapp.interfaces.rsa import MergeMaps, PreparePatterns, SearchlightChunk
-
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = (
         "Within the grey-matter mask, each run's voxel time courses were linearly detrended "
@@ -68,19 +72,15 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
         "RDM and of each layer's candidate RDM."
     )
     inputnode = pe.Node(niu.IdentityInterface(
-        fields=["bold_files", "mask_file", "start_times", "candidate_rdms", "candidate_info"]),
+        fields=["bold_files", "mask_file", "candidate_rdms", "candidate_info"]),
         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(
         fields=["layer_maps", "maxcorr_map", "bestlayer_map"]), name="outputnode")
 
-    prepare = pe.Node(PreparePatterns(
-        onsets=[[t.onset for t in run.trials] for run in runs],
-        stimuli=[[t.stim_file for t in run.trials] for run in runs],
-        searchlight_size=config.searchlight_size, chunk_centers=chunk_centers),
-        name="prepare_patterns", mem_gb=4)
-    from bidsapp.stats import participant_seed
-
-    seed = participant_seed(config.random_seed, runs[0].entities["subject"])
+    prepare = pe.Node(PreparePatterns(design=design, searchlight_size=config.searchlight_size,
+                                      chunk_centers=chunk_centers),
+                      name="prepare_patterns", mem_gb=4)
+    seed = participant_seed(config.random_seed, subject)
     n_perm = config.n_permutations
     if n_perm:
         workflow.__desc__ += (
@@ -98,14 +98,17 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
     if config.mem_gb:
         at_once = max(1, (config.nprocs or os.cpu_count() or 1) // threads)
         mem_gb = chunk_args["mem_gb"] = config.mem_gb / at_once
+    if n_perm:
+        chunk_args["design"] = design
     chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
                                         seed=seed, n_jobs=threads, **chunk_args),
                        iterfield=["chunk"], name="searchlight", mem_gb=mem_gb,
                        n_procs=threads)
-    merge = pe.Node(MergeMaps(searchlight_size=config.searchlight_size, seed=seed),
+    merge = pe.Node(MergeMaps(design=design, searchlight_size=config.searchlight_size,
+                              seed=seed),
                     name="merge_maps")
 
-    source = str(runs[0].path)
+    source = str(source_file)
     base = {"base_directory": str(config.output_dir), "source_file": source,
             "dismiss_entities": ("run", "echo"), **space_entities}
     nifti = {**base, "compress": True, "check_hdr": False}
@@ -133,14 +136,11 @@ def init_rsa_wf(*, config: Config, runs: list[BoldRun], space_entities: dict,
                                               stat="r", desc="maxnull", **nifti),
                           name="ds_maxnull", run_without_submitting=True)
         workflow.connect([
-            (inputnode, chunk, [("candidate_info", "candidate_info")]),
             (chunk, merge, [("null", "nulls")]),
             (merge, ds_null, [("null_map", "in_file"), ("null_meta", "meta_dict")]),
         ])
     workflow.connect([
-        (inputnode, prepare, [("bold_files", "bold_files"), ("mask_file", "mask_file"),
-                              ("start_times", "start_times"),
-                              ("candidate_info", "candidate_info")]),
+        (inputnode, prepare, [("bold_files", "bold_files"), ("mask_file", "mask_file")]),
         (prepare, chunk, [("patterns", "patterns"), ("neighbors", "neighbors"),
                           ("chunks", "chunk")]),
         (inputnode, chunk, [("candidate_rdms", "candidate_rdms")]),

@@ -8,7 +8,8 @@ import nibabel as nb
 import numpy as np
 
 from bidsapp import __version__
-from bidsapp.bids.derivatives import DerivativesDataSink, write_dataset_description
+from bidsapp.bids.derivatives import write_dataset_description
+from bidsapp.interfaces.bids import DerivativesDataSink
 
 
 def test_dataset_description(bids_root, tmp_path, monkeypatch):

@@ -120,7 +120,7 @@ def test_outputs_are_written_with_bids_names(anat_run):
 
 
 def test_sink_names_gm_masks_and_copies_gzip_as_is(tmp_path):
-    from bidsapp.workflows.anatomical import PreprocDataSink
+    from bidsapp.interfaces.bids import PreprocDataSink
 
     source = tmp_path / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
     source.parent.mkdir(parents=True)

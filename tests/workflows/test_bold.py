@@ -21,6 +21,8 @@ from preproc_synthetic import (  # noqa: E402
 
 from bidsapp.bids.collect import BoldRun, Trial  # noqa: E402
 from bidsapp.config import Config  # noqa: E402
+from bidsapp.design import run_volume_time  # noqa: E402
+from bidsapp.preproc.fmriprep import open_fmriprep_layout  # noqa: E402
 from bidsapp.templates import NILEARN_SPACE  # noqa: E402
 from bidsapp.workflows.bold import BOLD_INPUTS, BOLD_OUTPUTS, init_bold_wf  # noqa: E402
 
@@ -61,7 +63,7 @@ def test_graph_and_slice_timed_onsets(tmp_path):
     out = workflow.get_node("outputnode").inputs
     assert set(out.copyable_trait_names()) == set(BOLD_OUTPUTS)
     assert out.start_time == pytest.approx(0.875)  # middle of 0-1.75 s
-    assert out.trial_onsets == pytest.approx([4.0 - 0.875, 12.0 - 0.875])
+    assert run_volume_time(run, make_config(tmp_path)) == pytest.approx(0.875)
     assert out.slice_timing_corrected is True and out.warnings == []
     assert "slice-time corrected to 0.875 s" in workflow.visit_desc()
     sink = workflow.get_node("ds_bold_std").inputs
@@ -94,7 +96,9 @@ def test_missing_slice_timing_warns_and_keeps_onsets(tmp_path):
     run = synthetic_run(tmp_path, {"RepetitionTime": 2.0})
     workflow = init_bold_wf(bold_run=run, config=make_config(tmp_path))
     out = workflow.get_node("outputnode").inputs
-    assert out.start_time == 0.0 and out.trial_onsets == [4.0, 12.0]
+    assert out.start_time == 0.0
+    # Without correction a volume mixes the whole TR: the analysis places it at TR / 2.
+    assert run_volume_time(run, make_config(tmp_path)) == pytest.approx(1.0)
     assert out.slice_timing_corrected is False
     assert "no SliceTiming" in out.warnings[0]
     assert workflow.get_node("ds_bold_std").inputs.meta_dict["SliceTimingCorrected"] is False
@@ -110,7 +114,7 @@ def test_fmriprep_derivatives_replace_our_preprocessing(tmp_path, templateflow_e
     assert out.bold_std.endswith("space-MNI152NLin2009aSym_res-2_desc-preproc_bold.nii.gz")
     assert out.confounds.endswith("desc-confounds_timeseries.tsv")
     assert out.start_time == pytest.approx(0.95)
-    assert out.trial_onsets == pytest.approx([2.0 - 0.95, 12.0 - 0.95])
+    assert run_volume_time(run, config, open_fmriprep_layout(root)) == pytest.approx(0.95)
     gm = np.asarray(nb.load(out.gm_mask).dataobj)
     assert gm.shape == (50, 59, 48) and gm.any()
     assert not gm[np.asarray(nb.load(out.bold_mask_std).dataobj) == 0].any()

@@ -18,8 +18,8 @@ from scipy import stats
 
 from bidsapp.config import Config
 from bidsapp.errors import BadDataError, MissingInputError, NothingSelected
+from bidsapp.levels.group import run_group_level
 from bidsapp.stats import max_over_layers
-from bidsapp.workflows.group import run_group_level
 
 AFFINE = np.array([[8.0, 0, 0, -44], [0, 8, 0, -60], [0, 0, 8, -20], [0, 0, 0, 1]])
 PREFIX = "task-music_space-MNI152NLin2009cAsym_res-8"

@@ -16,7 +16,9 @@ import pytest
 
 from bidsapp.bids import collect_participants, open_layout
 from bidsapp.cli.parser import parse_args
-from bidsapp.workflows.base import plugin_settings
+from bidsapp.design import subject_designs
+from bidsapp.levels.common import plugin_settings
+from bidsapp.workflows.participant import init_participant_wf
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hpc"
 
@@ -25,6 +27,12 @@ FAKE = {
     "qsub": 'echo "$@" >> "{log}"\nn=$(wc -l < "{log}")\n'
             'echo "Your job $n (\\"x\\") has been submitted"\n',
 }
+
+
+def _participant_wf(config, bids_root: Path):
+    subjects = collect_participants(open_layout(bids_root), config)
+    return init_participant_wf(config, subjects,
+                               {s.subject: subject_designs(s, config) for s in subjects})
 
 
 def _fake_scheduler(tmp_path: Path, command: str) -> Path:
@@ -43,8 +51,6 @@ def _fake_scheduler(tmp_path: Path, command: str) -> Path:
 ])
 def test_graph_plugin_example_submits_every_step(bids_root, tmp_path, monkeypatch,
                                                   example, command, args_key):
-    from bidsapp.workflows.participant import init_participant_wf
-
     log = _fake_scheduler(tmp_path, command)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     config = parse_args([str(bids_root), str(tmp_path / "out"), "participant",
@@ -55,8 +61,7 @@ def test_graph_plugin_example_submits_every_step(bids_root, tmp_path, monkeypatc
     assert settings["plugin"] == example.split("_")[0].upper() + "Graph"
     assert settings["plugin_args"]["dont_resubmit_completed_jobs"] is True
 
-    subjects = collect_participants(open_layout(bids_root), config)
-    workflow = init_participant_wf(config, subjects)
+    workflow = _participant_wf(config, bids_root)
     workflow.base_dir = str(tmp_path / "work")
     workflow.run(**settings)
 
@@ -80,12 +85,10 @@ def test_array_script_is_valid_bash():
 
 @pytest.mark.parametrize(("flag", "order"), [([], 3), (["--interpolation", "trilinear"], 1)])
 def test_interpolation_option_reaches_every_resampling(bids_root, tmp_path, flag, order):
-    from bidsapp.workflows.participant import init_participant_wf
-
     config = parse_args([str(bids_root), str(tmp_path / "out"), "participant",
                          "--participant-label", "01", "-w", str(tmp_path / "work"),
                          "--output-space", "MNI152NLin2009aSym", *flag])
-    workflow = init_participant_wf(config, collect_participants(open_layout(bids_root), config))
+    workflow = _participant_wf(config, bids_root)
     orders = [workflow.get_node(name).inputs.order for name in workflow.list_node_names()
               if name.endswith(".resample")]
     assert orders and set(orders) == {order}

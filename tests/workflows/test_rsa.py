@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from functools import partial
 
 import nibabel as nb
 import numpy as np
@@ -10,32 +12,37 @@ import numpy as np
 from bidsapp.audio import weights_info
 from bidsapp.bids import collect_participants, open_layout
 from bidsapp.cli.parser import parse_args
+from bidsapp.design import subject_designs
+from bidsapp.interfaces.features import CandidateRDMs
+from bidsapp.rsa import searchlight
+from bidsapp.stats import participant_null, participant_seed
+from bidsapp.workflows.rsa import init_rsa_wf
 
 
 def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
-    from bidsapp.interfaces.features import CandidateRDMs
-    from bidsapp.workflows.rsa import init_rsa_wf
-
     out = tmp_path / "out"
     config = parse_args([str(bids_root), str(out), "participant", "--participant-label", "01",
                          "--searchlight-size", "27", "--device", "cpu",
                          "--n-permutations", "5", "--random-seed", "3"])
     subject = collect_participants(open_layout(bids_root), config)[0]
-    rdms = CandidateRDMs(stimuli={k: str(v) for k, v in subject.stimuli.items()},
-                         repetition_time=2.0, cache_dir=str(out / "features"), device="cpu")
+    design = subject_designs(subject, config)["music"]
+    design = dataclasses.replace(design, runs=tuple(dataclasses.replace(run, start_time=1.0)
+                                                    for run in design.runs))
+    rdms = CandidateRDMs(design=design.to_dict(), cache_dir=str(out / "features"),
+                         device="cpu")
     rdms_result = rdms.run(cwd=str(tmp_path))
     # The raw runs stand in for template-space data: same grid for every run and the mask.
     first = nb.load(subject.bold[0].path)
     mask = tmp_path / "mask.nii.gz"
     nb.Nifti1Image(np.ones(first.shape[:3], np.uint8), first.affine).to_filename(mask)
 
-    wf = init_rsa_wf(config=config, runs=list(subject.bold),
-                     space_entities={"space": "MNI152NLin2009aSym"}, chunk_centers=200)
+    wf = init_rsa_wf(config=config, design=design.to_dict(), source_file=subject.bold[0].path,
+                     subject="01", space_entities={"space": "MNI152NLin2009aSym"},
+                     chunk_centers=200)
     wf.base_dir = str(tmp_path / "work")
     wf.config["execution"]["crashdump_dir"] = str(tmp_path / "crash")
     wf.inputs.inputnode.bold_files = [str(r.path) for r in subject.bold]
     wf.inputs.inputnode.mask_file = str(mask)
-    wf.inputs.inputnode.start_times = [1.0, 1.0]
     wf.inputs.inputnode.candidate_rdms = rdms_result.outputs.candidate_rdms
     wf.inputs.inputnode.candidate_info = rdms_result.outputs.info
     wf.run(plugin="Linear")
@@ -63,12 +70,6 @@ def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
 
     # The permutation null, computed chunk by chunk (200 centers each), is the null of
     # the whole mask at once: every chunk drew the same trial orders.
-    from functools import partial
-
-    from bidsapp.interfaces.rsa import trial_lengths
-    from bidsapp.rsa import searchlight
-    from bidsapp.stats import participant_null, participant_seed
-
     null_file = func / f"{prefix}_desc-maxnull_stat-r_statmap.nii.gz"
     null_meta = json.loads(null_file.with_name(null_file.name[:-7] + ".json").read_text())
     null = np.asanyarray(nb.load(null_file).dataobj)
@@ -78,11 +79,10 @@ def test_rsa_workflow_writes_named_maps(bids_root, tmp_path):
     prepared = tmp_path / "work" / "rsa_wf" / "prepare_patterns"
     patterns = np.load(prepared / "patterns.npy")
     nbrs = np.load(prepared / "neighbors.npy")
-    info = json.loads(open(rdms_result.outputs.info).read())
-    assert sum(null_meta["TrialLengths"]) == patterns.shape[0] == info["NumberOfTRs"]
-    assert null_meta["TrialLengths"] == trial_lengths(info)
+    assert sum(null_meta["TrialLengths"]) == patterns.shape[0] == design.n_trs
+    assert null_meta["TrialLengths"] == design.trial_lengths
     direct = participant_null(patterns, nbrs, np.load(rdms_result.outputs.candidate_rdms),
-                              trial_lengths(info), 5, participant_seed(3, "01"),
+                              design.trial_lengths, 5, participant_seed(3, "01"),
                               partial(searchlight, device="cpu"))
     np.testing.assert_array_equal(direct.block_orders, null_meta["BlockOrders"])
     np.testing.assert_allclose(null.reshape(-1, 5), direct.max_r.T, atol=1e-6)

@@ -1,0 +1,106 @@
+"""Participant level: check the inputs, build the trial designs, run the workflow, report."""
+
+from __future__ import annotations
+
+import logging
+
+from bidsapp.audio.weights import check_weights
+from bidsapp.bids import collect_participants, open_layout
+from bidsapp.bids.collect import SubjectData
+from bidsapp.bids.derivatives import write_dataset_description
+from bidsapp.bids.validate import validate_bids
+from bidsapp.config import Config
+from bidsapp.design import TrialDesign, subject_designs
+from bidsapp.device import resolve_device_name
+from bidsapp.reports import write_citation
+from bidsapp.templates import get_template
+
+from .common import plugin_settings, prepare_dir, run_workflow, save_config
+from .reports import recorded_warnings, workflow_descriptions, write_participant_reports
+
+LOGGER = logging.getLogger("bidsapp")
+
+
+def run_participant(config: Config) -> int:
+    """Participant level: check every input, then run the per-subject workflows.
+
+    Parameters
+    ----------
+    config : Config
+        The options of this run.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    with recorded_warnings() as warnings:
+        return _run_participant(config, warnings)
+
+
+def check_inputs(config: Config) -> tuple[list[SubjectData], dict[str, dict[str, TrialDesign]]]:
+    """Check the dataset, the weights, the template and the device before anything is written.
+
+    Parameters
+    ----------
+    config : Config
+        The options of this run.
+
+    Returns
+    -------
+    subjects : list of SubjectData
+        The selected participants' checked inputs.
+    designs : dict
+        ``designs[subject][task]``: each task's :class:`~bidsapp.design.TrialDesign`.
+
+    Raises
+    ------
+    BidsAppError
+        The first problem found, with its exit code.
+    """
+    if not config.skip_bids_validation:
+        validate_bids(config.bids_dir)
+    layout = open_layout(config.bids_dir)
+    subjects = collect_participants(layout, config)
+    designs = {}
+    for subject in subjects:
+        runs = ", ".join(r.path.name for r in subject.bold)
+        LOGGER.info("sub-%s: T1w %s; %d BOLD run(s): %s; %d stimuli", subject.subject,
+                    subject.t1w.name, len(subject.bold), runs, len(subject.stimuli))
+        designs[subject.subject] = subject_designs(subject, config)
+    # The weights come from the install, not the dataset, and the network first runs after
+    # preprocessing; like an unknown or uncached template they must stop the run before
+    # anything is written.  Checked after the dataset, whose errors are the common ones,
+    # because loading torch takes seconds.
+    info = check_weights()
+    LOGGER.info("Network weights: %s (%s, sha256 %s...)", info["path"], info["status"],
+                info["sha256"][:12])
+    get_template(config.output_space)
+    # A GPU that is not there must stop the run now, not after the preprocessing (exit 69).
+    resolve_device_name(config.device)
+    return subjects, designs
+
+
+def _run_participant(config: Config, warnings: list[str]) -> int:
+    prepare_dir(config.output_dir, "output folder")
+    prepare_dir(config.resolved_work_dir, "work folder")
+    subjects, designs = check_inputs(config)
+    write_dataset_description(config.output_dir, config.bids_dir)
+    saved = save_config(config)
+    LOGGER.info("Configuration saved to %s", saved)
+
+    # niworkflows indexes TemplateFlow when imported (seconds): after the input checks.
+    from bidsapp.workflows.participant import init_participant_wf
+
+    workflow = init_participant_wf(config, subjects, designs)
+    code = run_workflow(workflow, config)
+    if plugin_settings(config)["plugin"].endswith("Graph"):
+        # Graph plugins return once the jobs are queued; the outputs do not exist yet.
+        LOGGER.info("Jobs submitted. When they have finished, run the same command without "
+                    "--use-plugin: it reuses their results and writes the reports.")
+        return code
+    write_participant_reports(config, subjects, warnings)
+    citation = write_citation(config.output_dir, workflow_descriptions(workflow),
+                              section="participant")
+    LOGGER.info("Methods text: %s", citation)
+    return code
