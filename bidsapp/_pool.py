@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 
 
@@ -30,7 +31,6 @@ def starmap(function: Callable, jobs: Sequence[tuple], processes: int,
         for job in jobs:
             yield function(*job)
         return
-    import multiprocessing
 
     # "spawn": forked workers would inherit FluidSynth's and torch's threads.
     with multiprocessing.get_context("spawn").Pool(processes) as pool:

@@ -13,9 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
+import soundfile as sf
 
+from bidsapp.audio import LAYER_NAMES
+from bidsapp.cli.run import main as bidsapp_main
 from bidsapp.labels import strip_prefix
+from bidsapp.simulate.truth import group_layer_agreement, sphere_layer_profiles
 
 LOGGER = logging.getLogger("bidsapp.demo")
 #: The space the demo writes in: nilearn ships it, so the demo runs offline.
@@ -23,8 +28,6 @@ DEMO_SPACE = "MNI152NLin2009aSym"
 
 
 def _nifti(path: Path, shape, zooms, rng) -> None:
-    import nibabel as nb
-
     path.parent.mkdir(parents=True, exist_ok=True)
     img = nb.Nifti1Image((rng.random(shape) * 1000).astype(np.int16),
                          np.diag([*zooms[:3], 1.0]))
@@ -62,8 +65,6 @@ def write_tiny_dataset(root: Path, *, subjects=("01", "02"), n_runs: int = 2, tr
     Path
         ``root``.
     """
-    import soundfile as sf
-
     rng = np.random.default_rng(seed)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -109,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     int
         0 when every step completed.
     """
-    from bidsapp.cli.run import main as bidsapp_main
-
     parser = argparse.ArgumentParser(prog="bidsapp-demo", description=main.__doc__)
     parser.add_argument("dir", nargs="?", type=Path, default=Path("demo"))
     parser.add_argument("--dataset-only", action="store_true",
@@ -153,9 +152,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_agreement(bids: Path, out: Path) -> None:
     """Print how far the maps agree with the planted layers, per sphere and at the group."""
-    from bidsapp.audio import LAYER_NAMES
-    from bidsapp.simulate.truth import group_layer_agreement, sphere_layer_profiles
-
     profiles = sphere_layer_profiles(bids, out)
     for p in profiles:
         best, planted = p["best_layer"], p["planted_layer"]

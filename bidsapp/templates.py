@@ -25,7 +25,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nb
+import numpy as np
+
 from bidsapp.errors import BidsAppError, CannotWriteError, MissingInputError, UsageError
+from bidsapp.io import atomic_write, write_json
 
 LOGGER = logging.getLogger("bidsapp.templates")
 
@@ -99,6 +103,7 @@ def _client():
         os.environ.setdefault(key, value)
     home = templateflow_home()
     if home not in _CLIENTS:
+        # templateflow reads TEMPLATEFLOW_HOME at import: after configure_templateflow_home
         from templateflow.client import TemplateFlowClient
 
         _CLIENTS[home] = TemplateFlowClient(root=home, use_datalad=False, autoupdate=False)
@@ -220,6 +225,7 @@ def get_template(space: str, *, seed_nilearn: bool = True) -> TemplateFiles:
 
 
 def _nilearn_data_dir() -> Path:
+    # nilearn costs a second at start-up, where this module is imported; only seeding needs it
     import nilearn
 
     return Path(nilearn.__file__).parent / "datasets" / "data"
@@ -243,11 +249,8 @@ def seed_from_nilearn() -> Path:
     CannotWriteError
         If the cache folder cannot be written (exit 73).
     """
-    import nibabel as nb
-    import numpy as np
+    # nilearn costs a second at start-up, where this module is imported; only seeding needs it
     from nilearn import datasets
-
-    from bidsapp.io import atomic_write, write_json
 
     home = _ensure_skeleton()
     folder = home / f"tpl-{NILEARN_SPACE}"

@@ -40,7 +40,9 @@ def _hdf5(path: Path) -> str:
                      if isinstance(obj, h5py.Dataset) else None)
     for key, value in sorted(items, key=lambda kv: kv[0]):
         digest.update(key.encode())
-        digest.update(np.ascontiguousarray(value).tobytes())
+        # Strings are object arrays, whose bytes would be pointers: hash their text.
+        digest.update(repr(value.tolist()).encode() if value.dtype.kind == "O"
+                      else np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
 
 

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import nibabel as nb
+import numpy as np
+import pandas as pd
+from bids import BIDSLayout
+from bids.layout import BIDSLayoutIndexer
+
 from bidsapp.errors import BadDataError, MissingInputError, NothingSelected, UsageError
 
 LOGGER = logging.getLogger("bidsapp.bids")
@@ -93,9 +99,6 @@ def open_layout(bids_dir: Path, database_path: Path | None = None):
     BadDataError
         If pybids cannot index the folder.
     """
-    from bids import BIDSLayout
-    from bids.layout import BIDSLayoutIndexer
-
     bids_dir = Path(bids_dir)
     if not (bids_dir / "dataset_description.json").is_file():
         raise MissingInputError(
@@ -285,8 +288,6 @@ def collect_subject(layout, subject: str, *, tasks: list[str],
 
 
 def _collect_run(layout, bold) -> BoldRun:
-    import nibabel as nb
-
     path = Path(bold.path)
     metadata = layout.get_metadata(bold.path)
     events = layout.get_nearest(bold.path, suffix="events", extension=".tsv", strict=True,
@@ -336,8 +337,6 @@ def _collect_run(layout, bold) -> BoldRun:
 
 
 def _check_t1w(t1w: Path) -> None:
-    import nibabel as nb
-
     try:
         img = nb.load(t1w)
     except Exception as exc:  # nibabel raises several types for corrupt headers
@@ -374,8 +373,6 @@ def _check_image_data(path: Path, img, what: str = "image") -> None:
         If the data are truncated or cannot be decompressed, or if a floating-point image
         holds NaN or infinite values.
     """
-    import numpy as np
-
     dtype = np.dtype(img.header.get_data_dtype())
     expected = int(np.prod(img.shape, dtype=np.int64)) * dtype.itemsize
     volume_size = int(np.prod(img.shape[:3], dtype=np.int64))
@@ -424,8 +421,6 @@ def _check_image_data(path: Path, img, what: str = "image") -> None:
 
 
 def _read_trials(events: Path, run_length: float) -> tuple[Trial, ...]:
-    import pandas as pd
-
     try:
         table = pd.read_csv(events, sep="\t", na_values="n/a", keep_default_na=False,
                             dtype={"stim_file": str})

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bidsapp import __version__
 from bidsapp.config import DEFAULT_RES, DEFAULT_SPACE, Config, load_config_file
 from bidsapp.errors import MissingInputError, UsageError
@@ -220,8 +222,6 @@ def _read_filter_file(path: Path) -> dict[str, Any]:
 
 
 def _check_plugin(path: Path) -> None:
-    import yaml
-
     if not path.is_file():
         raise MissingInputError("The nipype plugin file does not exist", path=path,
                                 fix="check --use-plugin")

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from bidsapp.cli.parser import parse_args
 from bidsapp.errors import BidsAppError, Terminated
 from bidsapp.logs import setup_logging
 
@@ -30,8 +31,6 @@ def _resolve(target: str) -> Callable[[list[str]], int]:
 
 
 def _run_bids_app(argv: list[str]) -> int:
-    from bidsapp.cli.parser import parse_args
-
     config = parse_args(argv)
     setup_logging(config.verbose)
     # Importing the levels brings nipype (seconds): not for --help, --version or the tools.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nb
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -18,13 +20,35 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bidsapp.errors import BadDataError
+from bidsapp.preproc._ants import read_itk_affines, write_itk_affines
+from bidsapp.preproc.masks import (
+    brain_mask_on_grid,
+    carpet_dseg,
+    coverage_mask,
+    gm_mask_from_probseg,
+    gm_mask_like,
+)
+from bidsapp.preproc.motion import estimate_head_motion, write_confounds
+from bidsapp.preproc.registration import (
+    apply_transform,
+    coregister_bold_to_t1w,
+    n4_bias_correct,
+    normalize_t1w,
+    warp_template_to_t1w,
+)
+from bidsapp.preproc.resample import (
+    resample_bold_to_template,
+    template_grid,
+    template_to_t1w_points,
+)
+from bidsapp.preproc.slice_timing import plan_slice_timing, slice_time_correct_img
+
 _THREADS = traits.Int(1, usedefault=True, desc="ITK threads for antspyx")
 _SEED = traits.Int(0, usedefault=True, desc="random seed of the metric sampling")
 
 
 def _load(path: str):
-    import nibabel as nb
-
     return nb.load(path)
 
 
@@ -36,11 +60,6 @@ def _load_in_memory(path: str):
     BadDataError
         If the series holds NaN or infinite values, which no registration can use.
     """
-    import nibabel as nb
-    import numpy as np
-
-    from bidsapp.errors import BadDataError
-
     img = nb.load(path)
     data = np.asanyarray(img.dataobj)
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
@@ -73,8 +92,6 @@ class SliceTimingCorrection(SimpleInterface):
     output_spec = _SliceTimingOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsapp.preproc.slice_timing import plan_slice_timing, slice_time_correct_img
-
         img = _load_in_memory(self.inputs.in_file)
         plan = plan_slice_timing(self.inputs.metadata, img.shape, self.inputs.repetition_time,
                                  self.inputs.slice_time_ref)
@@ -106,9 +123,6 @@ class HeadMotionEstimation(SimpleInterface):
     output_spec = _HeadMotionOutputSpec
 
     def _run_interface(self, runtime):
-
-        from bidsapp.preproc._ants import write_itk_affines
-        from bidsapp.preproc.motion import estimate_head_motion, write_confounds
 
         img = _load_in_memory(self.inputs.in_file)
         motion = estimate_head_motion(img, n_threads=self.inputs.n_threads,
@@ -159,15 +173,6 @@ class SpatialNormalization(SimpleInterface):
     output_spec = _NormalizationOutputSpec
 
     def _run_interface(self, runtime):
-        import numpy as np
-
-        from bidsapp.preproc.registration import (
-            apply_transform,
-            n4_bias_correct,
-            normalize_t1w,
-            warp_template_to_t1w,
-        )
-
         t1w, template = _load(self.inputs.t1w_file), _load(self.inputs.template_file)
         template_mask = _load(self.inputs.template_mask)
         cwd = Path(runtime.cwd)
@@ -214,9 +219,6 @@ class BoldToT1wRegistration(SimpleInterface):
     output_spec = _CoregistrationOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsapp.preproc._ants import write_itk_affines
-        from bidsapp.preproc.registration import apply_transform, coregister_bold_to_t1w
-
         reference, t1w = _load(self.inputs.reference_file), _load(self.inputs.t1w_file)
         mask = _load(self.inputs.t1w_mask) if isdefined(self.inputs.t1w_mask) else None
         matrix = coregister_bold_to_t1w(reference, t1w, t1w_mask=mask,
@@ -254,12 +256,6 @@ class TemplateMasks(SimpleInterface):
     output_spec = _TemplateMasksOutputSpec
 
     def _run_interface(self, runtime):
-        import nibabel as nb
-        import numpy as np
-
-        from bidsapp.preproc.masks import brain_mask_on_grid, gm_mask_from_probseg
-        from bidsapp.preproc.resample import template_grid
-
         res = self.inputs.resolution
         cwd = Path(runtime.cwd)
         brain = _load(self.inputs.brain_mask)
@@ -270,11 +266,7 @@ class TemplateMasks(SimpleInterface):
                                             self.inputs.gm_threshold, brain_mask=brain),
             "resample_mask": brain_mask_on_grid(brain, res, dilate_voxels=1),
         }
-        in_brain = np.asarray(outputs["brain_mask"].dataobj) > 0
-        dseg = np.where(in_brain, 3, 0).astype(np.uint8)
-        dseg[np.asarray(outputs["gm_mask"].dataobj) > 0] = 1
-        outputs["dseg"] = nb.Nifti1Image(dseg, outputs["brain_mask"].affine,
-                                         outputs["brain_mask"].header)
+        outputs["dseg"] = carpet_dseg(outputs["brain_mask"], outputs["gm_mask"])
         for key, img in outputs.items():
             img.to_filename(cwd / f"{key}.nii.gz")
             self._results[key] = str(cwd / f"{key}.nii.gz")
@@ -309,12 +301,6 @@ class ResampleBoldToTemplate(SimpleInterface):
     output_spec = _ResampleOutputSpec
 
     def _run_interface(self, runtime):
-        import numpy as np
-
-        from bidsapp.preproc._ants import read_itk_affines
-        from bidsapp.preproc.masks import coverage_mask
-        from bidsapp.preproc.resample import resample_bold_to_template, template_to_t1w_points
-
         cwd = Path(runtime.cwd)
         grid = _load(self.inputs.ref_file)
         points = template_to_t1w_points(grid, _load(self.inputs.t1w_file),
@@ -345,6 +331,7 @@ class _GMMaskLikeInputSpec(BaseInterfaceInputSpec):
 
 class _GMMaskLikeOutputSpec(TraitedSpec):
     gm_mask = File(exists=True, desc="template GM mask on the reference grid")
+    dseg = File(desc="1 GM, 3 other brain, for the carpet plot (with brain_mask)")
 
 
 class GMMaskLike(SimpleInterface):
@@ -354,13 +341,15 @@ class GMMaskLike(SimpleInterface):
     output_spec = _GMMaskLikeOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsapp.preproc.masks import gm_mask_like
-
         brain = _load(self.inputs.brain_mask) if isdefined(self.inputs.brain_mask) else None
         out = Path(runtime.cwd) / "gm_mask.nii.gz"
-        gm_mask_like(_load(self.inputs.gm_probseg), _load(self.inputs.reference),
-                     self.inputs.gm_threshold, brain_mask=brain).to_filename(out)
+        gm = gm_mask_like(_load(self.inputs.gm_probseg), _load(self.inputs.reference),
+                          self.inputs.gm_threshold, brain_mask=brain)
+        gm.to_filename(out)
         self._results["gm_mask"] = str(out)
+        if brain is not None:
+            carpet_dseg(brain, gm).to_filename(Path(runtime.cwd) / "dseg.nii.gz")
+            self._results["dseg"] = str(Path(runtime.cwd) / "dseg.nii.gz")
         return runtime
 
 

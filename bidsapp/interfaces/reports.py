@@ -8,16 +8,30 @@ them needs an external command-line tool: the SVGs are compressed only when ``sv
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from nipype.interfaces.base import (
+import matplotlib
+
+# Nodes draw in worker processes without a display: the backend goes before pyplot.
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import gridspec  # noqa: E402
+from nipype.interfaces.base import (  # noqa: E402
     BaseInterfaceInputSpec,
     File,
     SimpleInterface,
     TraitedSpec,
     traits,
 )
-from niworkflows.interfaces.reportlets.registration import SimpleBeforeAfterRPT
+from nipype.pipeline import engine as pe  # noqa: E402
+from niworkflows.interfaces.reportlets.registration import SimpleBeforeAfterRPT  # noqa: E402
+from niworkflows.viz.plots import confoundplot, fMRIPlot  # noqa: E402
+
+from bidsapp.preproc.carpet import carpet_timeseries  # noqa: E402
+from bidsapp.reports.figures import plot_candidate_rdms  # noqa: E402
 
 __all__ = ["CandidateRDMPlot", "CarpetPlot", "MotionPlot", "SimpleBeforeAfterRPT",
            "registration_overlay"]
@@ -48,8 +62,6 @@ def registration_overlay(*, after: str | None = None, after_label: str = "refere
         Connect ``before`` (the moving image resampled into the fixed space); its
         ``out_report`` is the SVG.
     """
-    from nipype.pipeline import engine as pe
-
     node = pe.Node(SimpleBeforeAfterRPT(after_label=after_label, before_label=before_label),
                    name=name, mem_gb=1.0)
     node.interface.generate_report = True
@@ -62,8 +74,6 @@ def registration_overlay(*, after: str | None = None, after_label: str = "refere
 
 def _save_svg(figure, path: Path) -> str:
     """Write a reportlet figure as SVG, free its memory and return the path."""
-    import matplotlib.pyplot as plt
-
     figure.savefig(path, bbox_inches="tight", format="svg")
     plt.close(figure)
     return str(path)
@@ -85,15 +95,6 @@ class MotionPlot(SimpleInterface):
     output_spec = _PlotOutputSpec
 
     def _run_interface(self, runtime):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import numpy as np
-        import pandas as pd
-        from matplotlib import gridspec
-        from niworkflows.viz.plots import confoundplot
-
         table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values="n/a")
         tr = self.inputs.repetition_time
         figure = plt.figure(figsize=(12, 6))
@@ -134,15 +135,6 @@ class CarpetPlot(SimpleInterface):
     output_spec = _PlotOutputSpec
 
     def _run_interface(self, runtime):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import pandas as pd
-        from niworkflows.viz.plots import fMRIPlot
-
-        from bidsapp.preproc.carpet import carpet_timeseries
-
         table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values="n/a")
         confounds = pd.DataFrame({"FD": table["framewise_displacement"].fillna(0.0)})
         # Only the voxels the plot draws are read (see bidsapp.preproc.carpet).
@@ -167,15 +159,6 @@ class CandidateRDMPlot(SimpleInterface):
     output_spec = _PlotOutputSpec
 
     def _run_interface(self, runtime):
-        import json
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import numpy as np
-
-        from bidsapp.reports.figures import plot_candidate_rdms
-
         info = json.loads(Path(self.inputs.candidate_info).read_text())
         figure = plot_candidate_rdms(np.load(self.inputs.candidate_rdms), info["Layers"])
         self._results["out_report"] = _save_svg(figure, Path(runtime.cwd) / "candidate_rdms.svg")

@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nipype.pipeline import engine as pe
+
 from bidsapp.bids.collect import SubjectData
 from bidsapp.config import Config
+from bidsapp.reports import write_participant_report
 
 LOGGER = logging.getLogger("bidsapp")
 
@@ -60,8 +63,6 @@ def workflow_descriptions(workflow) -> list[str]:
     list of str
         Every non-empty paragraph, duplicates (e.g. one per run) removed.
     """
-    from nipype.pipeline import engine as pe
-
     found: list[str] = []
 
     def visit(wf) -> None:
@@ -102,8 +103,6 @@ def write_participant_reports(config: Config, subjects: list[SubjectData],
     list of Path
         The reports written.
     """
-    from bidsapp.reports import write_participant_report
-
     labels = [s.subject for s in subjects]
     written = []
     for subject in subjects:

@@ -14,7 +14,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
+
+from bidsapp.io import write_text
 
 #: Flips x and y: RAS+ <-> LPS (its own inverse).
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -84,6 +87,7 @@ def array_to_ants(data: np.ndarray, affine: np.ndarray):
     ants.ANTsImage
         float32 image in ITK's LPS convention.
     """
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
 
     affine = np.asarray(affine, dtype=float)
@@ -110,8 +114,6 @@ def to_nibabel(image, like=None):
     nibabel.Nifti1Image
         The image in RAS+ (data in float32 unless the ANTs image is an integer type).
     """
-    import nibabel as nb
-
     spacing = np.asarray(image.spacing, dtype=float)
     affine = np.eye(4)
     affine[:3, :3] = LPS[:3, :3] @ (np.asarray(image.direction, dtype=float) * spacing)
@@ -142,6 +144,7 @@ def ras_to_itk(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def read_ants_transform(path: str | Path) -> np.ndarray:
     """Read an affine transform file ANTs wrote (``.mat`` or ``.txt``) as a RAS+ matrix."""
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
 
     transform = ants.read_transform(str(path))
@@ -166,8 +169,6 @@ def write_itk_affines(path: str | Path, matrices: np.ndarray | Sequence[np.ndarr
     Path
         ``path``.
     """
-    from bidsapp.io import write_text
-
     stack = np.asarray(matrices, dtype=float).reshape(-1, 4, 4)
     lines = ["#Insight Transform File V1.0"]
     for k, matrix in enumerate(stack):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
 
 CARPET_HEIGHT = 900
@@ -62,8 +63,6 @@ def carpet_timeseries(bold: str | Path, segmentation: str | Path,
         float32 array (rows, volumes), and for each label name the row indices of its
         voxels, as ``plot_carpet`` takes them as ``segments``.
     """
-    import nibabel as nb
-
     seg_img = nb.load(segmentation)
     seg = np.asarray(seg_img.dataobj).astype(int, copy=False).reshape(-1)
     named = np.isin(seg, list(labels))

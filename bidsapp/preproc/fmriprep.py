@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nb
+import numpy as np
+from bids import BIDSLayout
+
 from bidsapp.errors import BadDataError, MissingInputError
 
 LOGGER = logging.getLogger("bidsapp.preproc")
@@ -72,8 +76,6 @@ def open_fmriprep_layout(fmriprep_dir: str | Path, database_path: Path | None = 
     MissingInputError
         If the folder or its ``dataset_description.json`` is missing.
     """
-    from bids import BIDSLayout
-
     root = Path(fmriprep_dir)
     if not (root / "dataset_description.json").is_file():
         raise MissingInputError(
@@ -121,9 +123,6 @@ def find_fmriprep_run(layout, bold_run, space: str) -> FmriprepRun:
     BadDataError
         If the series and its mask are on different grids.
     """
-    import nibabel as nb
-    import numpy as np
-
     query = {k: bold_run.entities[k] for k in _RUN_ENTITIES if k in bold_run.entities}
     where = Path(layout.root) / f"sub-{query['subject']}"
     spaces = sorted(set(layout.get_spaces(**query, suffix="bold", desc="preproc")))

@@ -10,15 +10,17 @@ covered.
 
 from __future__ import annotations
 
+import nibabel as nb
 import numpy as np
+from scipy.ndimage import binary_dilation
+
+from .resample import resample_to_grid, template_grid
 
 GM_THRESHOLD = 0.5
 """Grey-matter probability at or above which a template voxel is in the GM mask."""
 
 
 def _mask_image(mask: np.ndarray, like):
-    import nibabel as nb
-
     out = nb.Nifti1Image(np.asarray(mask, dtype=np.uint8), like.affine)
     out.header.set_xyzt_units("mm")
     code = int(like.header["sform_code"]) or 1
@@ -48,8 +50,6 @@ def gm_mask_from_probseg(probseg, resolution: float, threshold: float = GM_THRES
     nibabel.Nifti1Image
         uint8 mask (0/1) on the output grid.
     """
-    from .resample import template_grid
-
     grid_img = template_grid(probseg, resolution)
     mask = np.asarray(grid_img.dataobj) >= threshold
     if brain_mask is not None:
@@ -78,8 +78,6 @@ def gm_mask_like(probseg, reference, threshold: float = GM_THRESHOLD, brain_mask
     nibabel.Nifti1Image
         uint8 mask on ``reference``'s grid.
     """
-    from .resample import resample_to_grid
-
     grid_img = resample_to_grid(probseg, reference.affine, reference.shape[:3])
     mask = np.asarray(grid_img.dataobj) >= threshold
     if brain_mask is not None:
@@ -104,15 +102,29 @@ def brain_mask_on_grid(brain_mask, resolution: float, dilate_voxels: int = 0):
     nibabel.Nifti1Image
         uint8 mask on the output grid.
     """
-    from scipy.ndimage import binary_dilation
-
-    from .resample import template_grid
-
     grid_img = template_grid(brain_mask, resolution)
     mask = np.asarray(grid_img.dataobj) >= 0.5
     if dilate_voxels:
         mask = binary_dilation(mask, np.ones((3, 3, 3), bool), iterations=dilate_voxels)
     return _mask_image(mask, grid_img)
+
+
+def carpet_dseg(brain_mask, gm_mask):
+    """Return the carpet plot's segmentation: 1 grey matter, 3 other brain, 0 outside.
+
+    Parameters
+    ----------
+    brain_mask, gm_mask : nibabel image
+        Masks on the same grid.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        uint8 labels with the brain mask's affine and header.
+    """
+    labels = np.where(np.asarray(brain_mask.dataobj) > 0, 3, 0).astype(np.uint8)
+    labels[np.asarray(gm_mask.dataobj) > 0] = 1
+    return nb.Nifti1Image(labels, brain_mask.affine, brain_mask.header)
 
 
 def coverage_mask(mask, coverage: np.ndarray):

@@ -17,8 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
+import pandas as pd
+from scipy.ndimage import gaussian_filter
+from scipy.spatial.transform import Rotation
 
+from bidsapp.io import write_text
 from bidsapp.progress import Progress
 
 from ._ants import ants_environment, array_to_ants, read_ants_transform
@@ -56,8 +61,6 @@ def parameters_to_matrices(parameters: np.ndarray) -> np.ndarray:
     numpy.ndarray
         Shape (n, 4, 4): ``T @ Rz @ Ry @ Rx``.
     """
-    from scipy.spatial.transform import Rotation
-
     params = np.atleast_2d(np.asarray(parameters, dtype=float))
     matrices = np.tile(np.eye(4), (len(params), 1, 1))
     # Extrinsic rotations about x, then y, then z give Rz @ Ry @ Rx.
@@ -79,8 +82,6 @@ def matrices_to_parameters(matrices: np.ndarray) -> np.ndarray:
     numpy.ndarray
         Shape (n, 6).
     """
-    from scipy.spatial.transform import Rotation
-
     stack = np.asarray(matrices, dtype=float).reshape(-1, 4, 4)
     rotations = Rotation.from_matrix(stack[:, :3, :3]).as_euler("xyz")
     return np.c_[stack[:, :3, 3], rotations]
@@ -147,8 +148,6 @@ class HeadMotion:
         pandas.DataFrame
             One row per volume, fMRIPrep's column names.
         """
-        import pandas as pd
-
         table = pd.DataFrame(self.parameters, columns=list(MOTION_COLUMNS))
         table["framewise_displacement"] = self.framewise_displacement
         return table
@@ -167,8 +166,6 @@ def bold_reference(img):
     nibabel.Nifti1Image
         float32 3D image on the same grid.
     """
-    import nibabel as nb
-
     total = np.zeros(img.shape[:3], dtype=np.float64)
     for k in range(img.shape[3]):
         total += np.asarray(img.dataobj[..., k], dtype=np.float64)
@@ -194,8 +191,6 @@ def _shrunk_volume(img, volume: np.ndarray, factor: int):
     once here so that ANTs never smooths or resamples the full-resolution volumes: that
     was half the time of every registration.
     """
-    from scipy.ndimage import gaussian_filter
-
     if factor > 1:
         volume = gaussian_filter(np.asarray(volume, dtype=np.float32), 1.0)
         volume = volume[::factor, ::factor, ::factor]
@@ -340,8 +335,6 @@ def write_confounds(path: str | Path, motion: HeadMotion) -> Path:
     Path
         ``path``, written atomically.
     """
-    from bidsapp.io import write_text
-
     text = motion.confounds().to_csv(sep="\t", index=False, na_rep="n/a",
                                      float_format="%.6g", lineterminator="\n")
     return write_text(path, text)

@@ -61,6 +61,7 @@ def n4_bias_correct(img, *, n_threads: int | None = None, seed: int = 0):
     nibabel.Nifti1Image
         The corrected image, float32, same grid.
     """
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
 
     with ants_environment(n_threads, seed):
@@ -75,6 +76,7 @@ def n4_bias_correct(img, *, n_threads: int | None = None, seed: int = 0):
 
 
 def _resample_to_spacing(image, spacing: float):
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
 
     if min(image.spacing) >= spacing - 1e-3:
@@ -115,6 +117,7 @@ def normalize_t1w(t1w, template, *, template_mask=None, out_dir: str | Path,
     Normalization
         The forward and inverse composite transforms.
     """
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
 
     if quality not in NORMALIZATION_QUALITY:
@@ -163,6 +166,7 @@ def apply_transform(img, reference, transform: str | Path, *, interpolation: str
     nibabel.Nifti1Image
         The resampled image (float32) with ``reference``'s geometry.
     """
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
 
     with ants_environment(n_threads):
@@ -226,6 +230,7 @@ def coregister_bold_to_t1w(bold_reference, t1w, *, t1w_mask=None, n_threads: int
         4 x 4 RAS+ matrix mapping T1w points to BOLD-reference points: the ``mode-image``
         transform ``from-boldref_to-T1w``.
     """
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
 
     with ants_environment(n_threads, seed), tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,10 @@ import logging
 import tempfile
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
+from nibabel.openers import Opener
+from scipy.ndimage import map_coordinates, spline_filter
 
 from bidsapp.progress import Progress
 
@@ -88,9 +91,6 @@ def resample_to_grid(img, affine: np.ndarray, shape: tuple[int, ...], order: int
     nibabel.Nifti1Image
         float32 image on the grid, sform/qform code 4 (template space); 0 outside ``img``.
     """
-    import nibabel as nb
-    from scipy.ndimage import map_coordinates
-
     shape = tuple(int(s) for s in shape[:3])
     ijk = np.indices(shape, dtype=float).reshape(3, -1)
     to_source = np.linalg.inv(img.affine) @ affine
@@ -143,8 +143,8 @@ def template_to_t1w_points(grid, t1w, transform: str | Path, *,
     numpy.ndarray
         Shape (*grid.shape, 3): T1w-space coordinates of each grid voxel.
     """
+    # ITK fixes its thread count at its first import: ants_environment sets it before
     import ants
-    import nibabel as nb
 
     with ants_environment(n_threads), tempfile.TemporaryDirectory() as tmp:
         field_file = ants.apply_transforms(
@@ -162,8 +162,6 @@ def template_to_t1w_points(grid, t1w, transform: str | Path, *,
 
 def _nifti_header(shape: tuple[int, ...], affine: np.ndarray, tr: float):
     """Return the header of a float32 template-space series (sform/qform code 4)."""
-    import nibabel as nb
-
     header = nb.Nifti1Header()
     header.set_data_shape(shape)
     header.set_data_dtype(np.float32)
@@ -222,9 +220,6 @@ def resample_bold_to_template(bold, motion_matrices: np.ndarray, coreg_matrix: n
         The output path, and the boolean coverage mask: grid voxels that fell inside the
         BOLD field of view in every volume.
     """
-    from nibabel.openers import Opener
-    from scipy.ndimage import map_coordinates, spline_filter
-
     if order not in (1, 3):
         raise ValueError(f"order must be 1 (trilinear) or 3 (cubic B-spline), not {order}")
     out_file = Path(out_file)

@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import nibabel as nb
 import numpy as np
+from scipy import fft
 
 LOGGER = logging.getLogger("bidsapp.preproc")
 
@@ -169,8 +171,6 @@ def fourier_shift(series: np.ndarray, shift: float, axis: int = -1) -> np.ndarra
     numpy.ndarray
         Same shape; float32 for float32 or integer input, float64 otherwise.
     """
-    from scipy import fft
-
     data = np.asarray(series)
     if not np.issubdtype(data.dtype, np.floating):
         data = data.astype(np.float32)
@@ -241,8 +241,6 @@ def slice_time_correct_img(img, plan: SliceTimingPlan, tr: float):
     nibabel.Nifti1Image
         The corrected float32 series with the input's affine and zooms.
     """
-    import nibabel as nb
-
     corrected = slice_time_correct(img.dataobj, plan, tr)
     header = img.header.copy()
     header.set_data_dtype(np.float32)

@@ -16,6 +16,7 @@ recovered against them:
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 from .masks import dice
 from .motion import matrices_to_parameters, parameters_to_matrices
@@ -74,8 +75,6 @@ def motion_error(matrices: np.ndarray, true_parameters: np.ndarray, points: np.n
 
 def sample_world(img, points: np.ndarray, order: int = 1) -> np.ndarray:
     """Interpolate a 3D image at world points (N, 3); 0 outside."""
-    from scipy.ndimage import map_coordinates
-
     inv = np.linalg.inv(img.affine)
     coords = points @ inv[:3, :3].T + inv[:3, 3]
     return map_coordinates(np.asarray(img.dataobj, dtype=np.float32), coords.T, order=order,
@@ -165,8 +164,6 @@ def field_at(grid, field: np.ndarray, points: np.ndarray) -> np.ndarray:
     numpy.ndarray
         (N, 3).
     """
-    from scipy.ndimage import map_coordinates
-
     inv = np.linalg.inv(grid.affine)
     coords = (np.asarray(points) @ inv[:3, :3].T + inv[:3, 3]).T
     return np.stack([map_coordinates(field[..., c], coords, order=1, mode="nearest")

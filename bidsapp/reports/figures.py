@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib
+from nilearn import datasets, plotting
+from nilearn.image import resample_img
+from nilearn.surface import SurfaceImage
 
 matplotlib.use("Agg")
 
@@ -150,8 +153,6 @@ def plot_layer_histograms(dseg_img: nib.spatialimages.SpatialImage,
 
 
 def _fsaverage():
-    from nilearn import datasets
-
     # nilearn ships fsaverage5 inside the package: no download, works offline.
     mesh = datasets.load_fsaverage("fsaverage5")
     sulcal = datasets.load_fsaverage_data("fsaverage5", mesh_type="inflated",
@@ -169,8 +170,6 @@ def _cover_brain(img: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
     nilearn's ``nearest_most_frequent`` sampling fails on vertices that fall outside the
     image (e.g. a partial field of view); with zeros there they read as "no layer".
     """
-    from nilearn.image import resample_img
-
     zooms = np.abs(np.asarray(img.header.get_zooms()[:3], dtype=float))
     shape = np.ceil((_MNI_BOUNDS[:, 1] - _MNI_BOUNDS[:, 0]) / zooms).astype(int) + 1
     affine = np.diag([*zooms, 1.0])
@@ -206,9 +205,6 @@ def plot_surface_maps(activation_img: nib.spatialimages.SpatialImage,
     matplotlib.figure.Figure
         A grid of 3D axes: rows activation/layer, columns hemisphere x view.
     """
-    from nilearn import plotting
-    from nilearn.surface import SurfaceImage
-
     mesh, sulcal = _fsaverage()
     with warnings.catch_warnings():
         # Vertices outside the data sample only zeros after padding; no mean of nothing.
@@ -259,8 +255,6 @@ def plot_glass_brains(activation_img: nib.spatialimages.SpatialImage,
     matplotlib.figure.Figure
         Two rows of ``lyrz`` glass brains.
     """
-    from nilearn import plotting
-
     fig = plt.figure(figsize=(11, 5))
     values = np.asarray(activation_img.dataobj, dtype=np.float64)
     vmax = float(np.nanmax(values)) if np.any(values > 0) else 1.0
@@ -293,8 +287,6 @@ def plot_layer_maps(layer_imgs: Sequence[nib.spatialimages.SpatialImage],
     matplotlib.figure.Figure
         A grid of ``z`` glass brains on a common symmetric color scale.
     """
-    from nilearn import plotting
-
     peaks = [np.nanmax(np.abs(np.asarray(img.dataobj, dtype=np.float64)), initial=0.0)
              for img in layer_imgs]
     vmax = float(max(peaks, default=0.0)) or 1.0

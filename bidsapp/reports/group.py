@@ -16,6 +16,8 @@ from .html import escape, figure_html, mapping_table, table_html, warnings_html,
 
 if TYPE_CHECKING:
     import pandas as pd
+import pandas as pd
+from nilearn.reporting import get_clusters_table
 
 MAX_CLUSTER_ROWS = 60
 """Peaks listed per test; the maps hold the rest."""
@@ -117,9 +119,6 @@ def cluster_table(peak_stat: nib.spatialimages.SpatialImage,
         cluster size (mm3), peak layer, mean max r at the peak.  Empty when nothing is
         significant.
     """
-    import pandas as pd
-    from nilearn.reporting import get_clusters_table
-
     peak = f"peak {stat_name}"
     columns = ["cluster", "x", "y", "z", peak, "size (mm3)", "peak layer", "mean max r"]
     if not np.any(np.asarray(peak_stat.dataobj) > 0):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from bidsapp.labels import strip_prefix
 
@@ -96,8 +97,6 @@ def _layer_order(layer_maps: Sequence[Path], metadata: Sequence[Mapping]) -> lis
 
 
 def _motion_sections(confounds: Sequence[Path], tr: float | None) -> list[str]:
-    import pandas as pd
-
     out = []
     for path in confounds:
         path = Path(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import nibabel as nb
 import numpy as np
 
 
@@ -53,8 +54,6 @@ def to_volume(values: np.ndarray, mask: np.ndarray, reference, *, dtype=np.float
     -------
     nibabel.Nifti1Image
     """
-    import nibabel as nb
-
     fill = np.nan if np.issubdtype(dtype, np.floating) else 0
     volume = np.full(mask.shape, fill, dtype=dtype)
     volume[mask] = values

@@ -168,6 +168,7 @@ def searchlight(
     groups = [(size, np.flatnonzero(sizes == size)) for size in np.unique(sizes) if size >= 2]
 
     if backend == "torch":
+        # torch only for the torch backend: the NumPy engine runs without it
         from ._engine_torch import run_torch
 
         chunk = int(chunk_size or (_CUDA_CHUNK if device.startswith("cuda") else _TORCH_CPU_CHUNK))

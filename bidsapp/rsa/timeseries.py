@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
 from scipy.signal import detrend
 
@@ -68,8 +69,6 @@ def masked_volumes(path: str | Path, mask: np.ndarray, block: int = 32) -> np.nd
         Shape (n_volumes, n_in_mask), in the dtype nibabel gives the whole image
         (``np.asanyarray(img.dataobj)[mask].T``, to which it is identical).
     """
-    import nibabel as nb
-
     # One open handle, so that each block continues the gzip stream instead of
     # decompressing the file again from its start.
     img = nb.load(path, keep_file_open=True)

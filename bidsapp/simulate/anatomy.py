@@ -18,6 +18,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from nilearn import datasets
 from scipy.ndimage import gaussian_filter
 
 from .grid import Grid, apply_affine, in_slabs, presmooth, sample
@@ -68,8 +69,6 @@ def load_template() -> Template:
     Template
         CSF probability is the brain mask minus grey and white matter.
     """
-    from nilearn import datasets
-
     def data(img) -> np.ndarray:
         return np.asarray(img.get_fdata(dtype=np.float32))
 

@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"preset": opts.preset, "seed": opts.seed, **params.to_dict()},
                          indent=2, sort_keys=True))
         return 0
+    # the simulator's modules load torch and nilearn: not for --help or --print-params
     from .core import simulate
 
     root = simulate(opts.output_dir, opts.preset, opts.seed, overwrite=opts.overwrite,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from bidsapp._pool import starmap
+from bidsapp.audio import LAYER_NAMES, compute_features_many, weights_info
 from bidsapp.errors import UsageError
 from bidsapp.logs import setup_logging
 
@@ -32,7 +33,7 @@ from .motion import MOTION_COLUMNS, random_motion
 from .presets import SimulationParams, make_params
 from .seeds import rng_for
 from .signal import GRID_PERIOD, Sphere, sample_timeline, truth_maps, voxel_responses
-from .stimuli import write_stimuli
+from .stimuli import clip_name, write_stimuli
 
 LOGGER = logging.getLogger("bidsapp.simulate")
 
@@ -75,8 +76,6 @@ def simulate(output_dir: str | Path, preset: str = "tiny", seed: int = 0, *,
     CannotWriteError
         If the output cannot be written.
     """
-    from bidsapp.audio import LAYER_NAMES, weights_info
-
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise UsageError(f"The seed must be a non-negative integer, not {seed!r}",
                          fix="give --seed 0 or another whole number")
@@ -147,8 +146,6 @@ def _clip_features(paths: list[Path], weights: str | None, weights_sha256: str,
     Power analyses and tests simulate the same clips (same seed) many times with other
     SNRs or sizes; the key is the clips' bytes and the weights', so a change recomputes.
     """
-    from bidsapp.audio import compute_features_many
-
     key = (tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in paths), weights_sha256,
            device)
     if key not in _FEATURE_MEMO:
@@ -283,8 +280,6 @@ def _write_transform(folder: Path, sub: str, transform) -> list[Path]:
 
 def _write_run(root: Path, sub: str, run: int, params: SimulationParams, geometry, schedule,
                motion: np.ndarray, data: np.ndarray) -> list[Path]:
-    from .stimuli import clip_name
-
     stem = f"{sub}_task-{TASK}_run-{run}"
     func = root / sub / "func"
     sidecar: dict[str, Any] = {

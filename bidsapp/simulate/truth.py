@@ -17,6 +17,7 @@ from typing import Any
 
 import nibabel as nb
 import numpy as np
+from nilearn.image import resample_to_img
 
 from bidsapp.errors import MissingInputError
 from bidsapp.labels import strip_prefix
@@ -169,8 +170,6 @@ def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path) -> list[d
         highest mean r; None when the sphere has no values) and ``n_participants``.  Empty
         when no participant has per-layer maps.
     """
-    from nilearn.image import resample_to_img
-
     root = Path(dataset)
     spheres = _read_json(root / TRUTH_DIR / "truth_layers.json")["Spheres"]
     by_subject: dict[str, list[Path]] = {}
@@ -251,7 +250,6 @@ def group_layer_agreement(dataset: str | Path, output_dir: str | Path,
                                 fix="run the group level first")
     mask_img = nb.load(masks[0])
     mask = np.asanyarray(mask_img.dataobj) > 0
-    from nilearn.image import resample_to_img
 
     truth = np.asanyarray(resample_to_img(
         load_layer_map(dataset), mask_img, interpolation="nearest", force_resample=True,

@@ -18,7 +18,26 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from bidsapp.device import resolve_device
 from bidsapp.errors import BidsAppError, UsageError
+from bidsapp.io import write_json
+
+from .checkset import load_check_set
+from .data import load_corpus_split
+from .export import (
+    CORPUS_TRAINING_DATA,
+    export_weights,
+    load_checkpoint_model,
+    load_exported_model,
+)
+from .metrics import evaluate_clips, predict_clips, tag_metrics
+from .mtt import load_mtt
+from .probe import clip_layer_means, probe_layers
+from .shards import render_corpus
+from .train import TrainConfig, train
 
 LOGGER = logging.getLogger("bidsapp.training")
 
@@ -35,14 +54,9 @@ def _data_arguments(parser: argparse.ArgumentParser) -> argparse._MutuallyExclus
 
 def _load_split(args: argparse.Namespace, split: str):
     if getattr(args, "clips", None) is not None:
-        from .checkset import load_check_set
-
         return load_check_set(args.clips)
     if args.mtt is not None:
-        from .mtt import load_mtt
-
         return load_mtt(args.mtt, split)
-    from .data import load_corpus_split
 
     return load_corpus_split(args.corpus, split)
 
@@ -98,11 +112,8 @@ def build_train_parser() -> argparse.ArgumentParser:
 def train_main(argv: list[str] | None = None) -> int:
     """Run ``bidsapp train``; return the exit code."""
     args = build_train_parser().parse_args(argv)
-    from .train import TrainConfig, train
 
     if args.render and args.corpus is not None:
-        from .shards import render_corpus
-
         render_corpus(args.corpus, processes=max(args.threads, 1))
     stop_at = _stop_time(args.stop_at)
     if args.max_minutes is not None:
@@ -156,19 +167,6 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
 def evaluate_main(argv: list[str] | None = None) -> int:
     """Run ``bidsapp evaluate``; return the exit code."""
     args = build_evaluate_parser().parse_args(argv)
-    import numpy as np
-    import torch
-
-    from bidsapp.device import resolve_device
-    from bidsapp.io import write_json
-
-    from .export import (
-        CORPUS_TRAINING_DATA,
-        export_weights,
-        load_checkpoint_model,
-        load_exported_model,
-    )
-    from .metrics import evaluate_clips
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,9 +180,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         clip_set = clip_set.subset(range(min(args.max_clips, len(clip_set))))
     if args.probe:
         # One pass gives both: the fc features of the probe are the whole-clip logits.
-        from .metrics import tag_metrics
-        from .probe import clip_layer_means
-
         test_features = clip_layer_means(model, clip_set, device=device)
         probabilities = 1.0 / (1.0 + np.exp(-test_features["fc"]))
         result = tag_metrics(probabilities, clip_set.labels, clip_set.mask)
@@ -202,8 +197,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     print(f"mean over {len(result['per_tag'])} tags: ROC-AUC {result['mean_roc_auc']:.4f}  "
           f"PR-AUC {result['mean_pr_auc']:.4f}  ({result['n_clips']} clips)")
     if args.probe:
-        from .probe import probe_layers
-
         train_set = _load_split(args, "train")
         result["probe"] = probe_layers(model, train_set, clip_set, device=device,
                                        train_clips=args.probe_train_clips,
@@ -226,8 +219,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 
 def _predictions(model, clip_set, device) -> list[list[float]]:
-    from .metrics import predict_clips
-
     return [[round(float(p), 6) for p in row]
             for row in predict_clips(model, clip_set, device=device)]
 

@@ -78,6 +78,7 @@ def corpus_files(sources: dict[str, tuple[int, bool]] | None = None) -> list[tup
     -------
     list of (str, bool)
     """
+    # optional extra (bidsapp[train]): only rendering the training corpus needs it
     from music21 import corpus
 
     sources = SOURCES if sources is None else sources
@@ -92,6 +93,7 @@ def corpus_files(sources: dict[str, tuple[int, bool]] | None = None) -> list[tup
 
 
 def _score_parts(score) -> list[list[list[float]]]:
+    # optional extra (bidsapp[train]): only rendering the training corpus needs it
     from music21 import harmony
 
     parts = []
@@ -126,6 +128,7 @@ def parse_file(relative: str, classical: bool) -> list[dict]:
         Records with ``id``, ``source`` (the folder), ``classical``, ``split`` and
         ``parts``; works without notes or shorter than 8 quarter notes are dropped.
     """
+    # optional extra (bidsapp[train]): only rendering the training corpus needs it
     from music21 import corpus, stream
 
     try:

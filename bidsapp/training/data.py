@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bidsapp.audio.resnet import WINDOW_SAMPLES
 from bidsapp.errors import MissingInputError
@@ -214,8 +215,6 @@ class DeviceClipBank:
     """
 
     def __init__(self, clip_set: ClipSet, device) -> None:
-        import torch
-
         self.device = device
         self.bank = torch.from_numpy(np.stack([np.asarray(c) for c in clip_set.clips])).to(
             device)
@@ -244,8 +243,6 @@ class DeviceClipBank:
         tuple of torch.Tensor
             Audio (batch, crop) float32 scaled by 1/32768, labels and mask (batch, 50).
         """
-        import torch
-
         indices = batch_indices(self.bank.shape[0], batch_size, seed, step)
         starts = crop_starts([self.bank.shape[1]] * batch_size, seed, step, crop_samples)
         index = torch.tensor(indices, device=self.device)

@@ -9,6 +9,7 @@ carry over between clips) and it is flushed to silence before every clip.
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,6 +71,7 @@ def find_soundfont() -> Path:
 def rendering_available() -> bool:
     """Return whether FluidSynth, pyfluidsynth, music21 and the soundfont are all present."""
     try:
+        # optional extra (bidsapp[train]): only rendering the training corpus needs it
         import fluidsynth  # noqa: F401
         import music21  # noqa: F401
 
@@ -180,6 +182,7 @@ class Renderer:
 
     def __init__(self, seconds: float, soundfont: str | Path | None = None):
         try:
+            # optional extra (bidsapp[train]): only rendering the training corpus needs it
             import fluidsynth
         except ImportError as exc:
             raise MissingInputError("pyfluidsynth or libfluidsynth is missing",
@@ -207,8 +210,6 @@ class Renderer:
     def _samples(self, count: int) -> np.ndarray:
         # Float output via libfluidsynth directly: pyfluidsynth's int16 path dithers with a
         # counter that persists between clips, which would make a clip depend on its order.
-        import ctypes
-
         import fluidsynth
 
         buffer = np.zeros(2 * count, dtype=np.float32)

@@ -27,6 +27,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from bidsapp.audio.resnet import WINDOW_SAMPLES, ResNet18Audio
+from bidsapp.device import resolve_device
 
 from .data import ClipSet, DeviceClipBank, training_batch
 from .metrics import evaluate_clips
@@ -136,8 +137,6 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
         ``steps``, ``samples``, ``seconds`` (training wall time of all sessions),
         ``best_step``, ``best_validation`` and ``stopped`` (why it stopped).
     """
-    from bidsapp.device import resolve_device
-
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)

@@ -26,11 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from bidsapp._pool import starmap
 from bidsapp.errors import MissingInputError
 from bidsapp.io import write_json
 
+from .cli import _main
 from .data import MANIFEST, read_manifest, write_shard
 
 LOGGER = logging.getLogger(__name__)
@@ -54,8 +56,6 @@ def encode_clip(audio: np.ndarray, compression_level: float) -> bytes:
     -------
     bytes
     """
-    import soundfile
-
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, SAMPLE_RATE, format="OGG", subtype="OPUS",
                     compression_level=compression_level)
@@ -77,8 +77,6 @@ def decode_clip(data: bytes, n_samples: int) -> np.ndarray:
     numpy.ndarray
         float32, shape (n_samples,).
     """
-    import soundfile
-
     audio, rate = soundfile.read(io.BytesIO(data), dtype="float32")
     if rate != SAMPLE_RATE:
         raise ValueError(f"decoded Opus at {rate} Hz, expected {SAMPLE_RATE}")
@@ -201,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
 
     Errors print one ``error:`` line with the file and the fix, as ``bidsapp train`` does.
     """
-    from .cli import _main
-
     return _main(_transport_main, argv)
 
 

@@ -305,15 +305,11 @@ probability map on fMRIPrep's grid, thresholded at 0.5, within fMRIPrep's brain 
         warnings=[] if corrected else ["fMRIPrep did not correct slice timing for this run"])
     gm = pe.Node(GMMaskLike(gm_probseg=str(template.gm_probseg), reference=str(found.mask),
                             brain_mask=str(found.mask)), name="gm_mask", mem_gb=1.0)
-    dseg = pe.Node(niu.Function(function=_dseg_from_masks, input_names=["brain", "gm"],
-                                output_names=["dseg"]), name="dseg")
-    dseg.inputs.brain = str(found.mask)
     carpet = pe.Node(CarpetPlot(repetition_time=tr, in_file=str(found.bold),
                                 confounds_file=str(found.confounds)), name="carpet_rpt")
     workflow.connect([
         (gm, outputnode, [("gm_mask", "gm_mask")]),
-        (gm, dseg, [("gm_mask", "gm")]),
-        (dseg, carpet, [("dseg", "dseg")]),
+        (gm, carpet, [("dseg", "dseg")]),
         (carpet, outputnode, [(("out_report", _listify), "reportlets")]),
     ])
     return workflow
@@ -322,18 +318,3 @@ probability map on fMRIPrep's grid, thresholded at 0.5, within fMRIPrep's brain 
 def _listify(value):
     return [value]
 
-
-def _dseg_from_masks(brain: str, gm: str) -> str:
-    """Write a carpet-plot segmentation (1 grey matter, 3 other brain) in the cwd."""
-    # A nipype Function node runs this function's source alone: it imports what it uses.
-    import os
-
-    import nibabel as nb
-    import numpy as np
-
-    brain_img = nb.load(brain)
-    labels = np.where(np.asarray(brain_img.dataobj) > 0, 3, 0).astype(np.uint8)
-    labels[np.asarray(nb.load(gm).dataobj) > 0] = 1
-    out = os.path.abspath("dseg.nii.gz")
-    nb.Nifti1Image(labels, brain_img.affine, brain_img.header).to_filename(out)
-    return out
