@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 PACKAGE = "bidsapp"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
@@ -430,58 +432,33 @@ def test_graph_reads_the_package():
     assert any(layer(m) == "library" for m in importers)
 
 
-def test_levels_do_not_import_top():
-    graph = package_graph()
-    bad = layer_violations(graph, "levels")
-    assert not bad, explain("bidsapp.levels must not import cli, demo or __main__", bad)
-
-
-def test_workflows_do_not_import_levels_or_top():
-    graph = package_graph()
-    bad = layer_violations(graph, "workflows")
-    assert not bad, explain("bidsapp.workflows must not import levels, cli, demo or __main__",
-                            bad)
-
-
-def test_interfaces_import_only_library_parts():
-    graph = package_graph()
-    bad = layer_violations(graph, "interfaces")
-    assert not bad, explain(
-        "bidsapp.interfaces must not import workflows, levels, cli, demo or __main__", bad)
-
-
-def test_library_parts_do_not_import_upper_layers():
-    graph = package_graph()
-    bad = layer_violations(graph, "library")
-    assert not bad, explain("library parts must not import interfaces, workflows, levels, "
-                            "cli, demo or __main__", bad)
-
-
-def test_library_parts_do_not_import_nipype():
-    graph = package_graph()
-    bad = engine_violations(graph)
-    assert not bad, explain("library parts must not import nipype or niworkflows", bad)
-
-
-def test_library_cli_modules_do_not_import_app_cli():
-    graph = package_graph()
+#: Each rule: how to find its violations in a graph, and the rule in words.
+RULES = {
+    "levels": (lambda g: layer_violations(g, "levels"),
+               "bidsapp.levels must not import cli, demo or __main__"),
+    "workflows": (lambda g: layer_violations(g, "workflows"),
+                  "bidsapp.workflows must not import levels, cli, demo or __main__"),
+    "interfaces": (lambda g: layer_violations(g, "interfaces"),
+                   "bidsapp.interfaces must not import workflows, levels, cli, demo or "
+                   "__main__"),
+    "library": (lambda g: layer_violations(g, "library"),
+                "library parts must not import interfaces, workflows, levels, cli, demo or "
+                "__main__"),
+    "engine": (engine_violations, "library parts must not import nipype or niworkflows"),
     # The one exception to "library parts have no command line", stated explicitly.
-    bad = library_cli_violations(graph)
-    assert not bad, explain("bidsapp.simulate.cli and bidsapp.training.cli must not import "
-                            "bidsapp.cli", bad)
+    "library_cli": (library_cli_violations, "bidsapp.simulate.cli and bidsapp.training.cli "
+                                            "must not import bidsapp.cli"),
+    "bids_audio": (bids_audio_violations, "bidsapp.bids must not import bidsapp.audio"),
+    "heavy_root": (heavy_root_imports, "`import bidsapp` must not load nipype, niworkflows, "
+                                       "torch, pybids or nilearn at module level"),
+}
 
 
-def test_bids_does_not_import_audio():
-    graph = package_graph()
-    bad = bids_audio_violations(graph)
-    assert not bad, explain("bidsapp.bids must not import bidsapp.audio", bad)
-
-
-def test_package_root_imports_nothing_heavy():
-    graph = package_graph()
-    bad = heavy_root_imports(graph)
-    assert not bad, explain("`import bidsapp` must not load nipype, niworkflows, torch, "
-                            "pybids or nilearn at module level", bad)
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_package_follows_rule(rule):
+    find, words = RULES[rule]
+    bad = find(package_graph())
+    assert not bad, explain(words, bad)
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -583,3 +560,23 @@ def test_rules_catch_known_violations(tmp_path):
     assert heavy_root_imports(fake) == [
         "bidsapp -> bidsapp.rsa -> bidsapp.rsa.engine: "
         "bidsapp.rsa.engine -> torch (line 1)"]
+
+
+def _says_why(lines: list[str], lineno: int) -> bool:
+    """Whether an import line, or the comment above its block of imports, gives a reason."""
+    if "#" in lines[lineno - 1]:
+        return True
+    above = lineno - 2
+    while above >= 0 and lines[above].strip().startswith(("import ", "from ")):
+        above -= 1
+    return above >= 0 and lines[above].strip().startswith("#")
+
+
+def test_imports_inside_functions_say_why():
+    sources: dict[str, list[str]] = {}
+    for path in PACKAGE_ROOT.rglob("*.py"):
+        sources[module_name(path, PACKAGE_ROOT)] = path.read_text(encoding="utf-8").splitlines()
+    lazy = [imp for imp in package_graph() if imp.in_function]
+    bad = [imp for imp in lazy if not _says_why(sources[imp.importer], imp.lineno)]
+    assert not bad, explain("an import inside a function needs a comment saying why it is "
+                            "not at the module's top", bad)
