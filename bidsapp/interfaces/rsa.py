@@ -28,7 +28,7 @@ from bidsapp.rsa import neighbors, searchlight
 from bidsapp.rsa.maps import best_layer, layer_lookup_tsv, to_volume
 from bidsapp.rsa.searchlight import estimate_memory
 from bidsapp.rsa.timeseries import RunTrials, masked_volumes, stacked_patterns
-from bidsapp.stats import null_passes, participant_null
+from bidsapp.stats import null_passes, participant_null, permutation_scheme
 from bidsapp.stats.permutation import permutation_bytes
 
 
@@ -166,8 +166,8 @@ class SearchlightChunk(SimpleInterface):
         lengths = TrialDesign.from_dict(self.inputs.design).trial_lengths
         n_perm = self.inputs.n_permutations
         logging.getLogger("bidsapp").info(
-            "Permutation null: %d trial-block permutations of %d trials for %d centers",
-            n_perm, len(lengths), len(nbrs))
+            "Permutation null: %d permutations (%s) of %d trials for %d centers",
+            n_perm, permutation_scheme(lengths), len(lengths), len(nbrs))
         batch_bytes = self._batch_bytes(patterns.shape, nbrs.shape, rdms.shape[0])
         passes = null_passes(patterns.shape[0], rdms.shape[0], n_perm, batch_bytes)
         progress = self._progress(patterns.shape, nbrs.shape, rdms.shape[0], n_perm, passes)
@@ -287,7 +287,8 @@ class MergeMaps(SimpleInterface):
         null_meta = {
             **meta, "Statistic": "maximum over layers of the Spearman r with candidate RDMs "
                                  "whose trials were permuted (one volume per permutation)",
-            "NumberOfPermutations": int(max_r.shape[0]), "PermutationScheme": "trial-blocks",
+            "NumberOfPermutations": int(max_r.shape[0]),
+            "PermutationScheme": permutation_scheme(design.trial_lengths),
             "TrialLengths": design.trial_lengths, "BlockOrders": orders.tolist(),
         }
         if isdefined(self.inputs.seed):

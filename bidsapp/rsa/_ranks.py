@@ -180,20 +180,22 @@ def prepare_candidates(candidate_rdms: np.ndarray, method: str) -> tuple[np.ndar
 
 def reorder_columns(columns: np.ndarray, norms: np.ndarray,
                     orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the columns of the candidate RDMs reordered by each TR order, without re-ranking.
+    """Return the columns of the candidate RDMs reordered by each TR order.
 
     Reordering the rows and columns of a symmetric matrix by one permutation maps its
     off-diagonal pairs one to one onto each other, so the values of the upper triangle, and
     hence their ranks, are those of the original, at other positions: each reordered column
     is a gather of the ranked one, equal to :func:`prepare_candidates` of the reordered RDM.
+    An order that repeats a TR maps some off-diagonal pairs onto the diagonal (a TR with
+    itself, the smallest dissimilarity) and leaves out others; its gathered column, whose
+    values keep the order of the original ranks, is ranked again (Spearman only).
 
     Parameters
     ----------
     columns, norms : numpy.ndarray
         (m, L) columns and (L,) norms from :func:`prepare_candidates`.
     orders : numpy.ndarray
-        int (K, T): each row a permutation of the T TRs; the reordered RDM is
-        ``rdm[order][:, order]``.
+        int (K, T): TR indices; the reordered RDM is ``rdm[order][:, order]``.
 
     Returns
     -------
@@ -210,10 +212,25 @@ def reorder_columns(columns: np.ndarray, norms: np.ndarray,
     position[layout.cols, layout.rows] = position[layout.rows, layout.cols]
     n_layers = columns.shape[1]
     out = np.empty((columns.shape[0], n_orders * n_layers), dtype=np.float64)
+    out_norms = np.tile(norms, n_orders)
+    pairs = layout.off_diagonal
     for k, order in enumerate(orders):
         gather = position[order[layout.rows], order[layout.cols]]
-        out[:, k * n_layers:(k + 1) * n_layers] = columns[gather]
-    return out, np.tile(norms, n_orders)
+        block = slice(k * n_layers, (k + 1) * n_layers)
+        out[:, block] = columns[gather]
+        if np.array_equal(np.sort(order), np.arange(n_trs)):
+            continue
+        onto_diagonal = (order[layout.rows] == order[layout.cols])[pairs]
+        for layer in range(n_layers):
+            if not np.isfinite(norms[layer]) or norms[layer] == 0:
+                out[:, k * n_layers + layer] = 0.0
+                continue
+            keys = out[pairs, k * n_layers + layer]
+            keys[onto_diagonal] = -np.inf
+            column = 2.0 * rankdata(keys) - (len(keys) + 1)
+            out[pairs, k * n_layers + layer] = column
+            out_norms[k * n_layers + layer] = np.sqrt(column @ column)
+    return out, out_norms
 
 
 def order_keys(patterns: np.ndarray) -> np.ndarray:

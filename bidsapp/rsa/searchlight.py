@@ -77,11 +77,13 @@ def searchlight(
         between upper triangles.  Pearson skips ranking the target RDM; it is faster but it is
         not what the study computed.  The target RDM is ``1 - Spearman`` either way.
     orders : array_like of int, optional
-        Shape (K, T), each row a permutation of the T TRs.  Instead of the candidates as
-        given, compare each target RDM with every candidate reordered by every order
+        Shape (K, T), TR indices in [0, T).  Instead of the candidates as given, compare
+        each target RDM with every candidate reordered by every order
         (``rdm[order][:, order]``): the candidates of a permutation null.  The candidates
         are ranked once and each reordering is a gather of the ranks, so K orders cost the
         products of K x L candidates but not K x L rankings nor K x L x T x T of memory.
+        An order that repeats TRs (:func:`bidsapp.stats.fitted_index`) is ranked again
+        after the gather, its repeated pairs counting as the most similar.
     progress : callable, optional
         Called with a number of centers each time that many are done (from worker threads
         on CPU), e.g. :meth:`bidsapp.progress.Progress.advance`.  The calls add up to
@@ -101,9 +103,8 @@ def searchlight(
     ------
     ValueError
         For inconsistent shapes, T < 3, non-finite patterns, neighbour indices outside
-        [0, V) other than trailing -1 padding, `orders` that are not permutations of the
-        TRs, an unknown `method`, `backend` or `device`, or ``backend='numpy'`` with a CUDA
-        device.
+        [0, V) other than trailing -1 padding, `orders` outside [0, T), an unknown
+        `method`, `backend` or `device`, or ``backend='numpy'`` with a CUDA device.
     RuntimeError
         If CUDA is asked for and torch sees no GPU.
 
@@ -254,13 +255,13 @@ def _check_inputs(patterns: np.ndarray, nbrs: np.ndarray,
 
 
 def _check_orders(orders: ArrayLike, n_trs: int) -> np.ndarray:
-    """Return `orders` as an intp (K, T) array of permutations of the T TRs, or raise."""
+    """Return `orders` as an intp (K, T) array of TR indices in [0, T), or raise."""
     array = np.asarray(orders)
     if array.ndim != 2 or array.shape[1] != n_trs or not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"orders must be integers of shape (K, {n_trs}), not {array.dtype} "
                          f"{array.shape}")
-    if not (np.sort(array, axis=1) == np.arange(n_trs)).all():
-        raise ValueError("every row of orders must be a permutation of the TRs 0 to T - 1")
+    if array.size and (array.min() < 0 or array.max() >= n_trs):
+        raise ValueError(f"orders must index the TRs 0 to {n_trs - 1}")
     return array.astype(np.intp, copy=False)
 
 

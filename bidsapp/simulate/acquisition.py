@@ -78,16 +78,17 @@ def williams_square(n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RunSchedule:
-    """The trials of one run and its length."""
+    """The trials of one run and its length; ``durations`` are in run order."""
 
     clip_order: tuple[int, ...]
     onsets: tuple[float, ...]
-    clip_seconds: float
+    durations: tuple[float, ...]
     n_volumes: int
 
 
-def run_schedule(rng: np.random.Generator, run_index: int, n_clips: int, clip_seconds: float,
-                 tr: float, gap_seconds: tuple[float, float], lead_in_seconds: float,
+def run_schedule(rng: np.random.Generator, run_index: int, n_clips: int,
+                 clip_seconds: float | tuple[float, ...], tr: float,
+                 gap_seconds: tuple[float, float], lead_in_seconds: float,
                  rest_seconds: float) -> RunSchedule:
     """Return the clip order and onsets of one run.
 
@@ -104,8 +105,8 @@ def run_schedule(rng: np.random.Generator, run_index: int, n_clips: int, clip_se
         0-based run number.
     n_clips : int
         Clips per run.
-    clip_seconds : float
-        Duration of each clip.
+    clip_seconds : float or tuple of float
+        Duration of every clip, or of each clip in clip order.
     tr : float
         Repetition time.
     gap_seconds : (float, float)
@@ -121,12 +122,14 @@ def run_schedule(rng: np.random.Generator, run_index: int, n_clips: int, clip_se
         Onsets in seconds from the first volume.
     """
     order = williams_square(n_clips)[run_index % n_clips]
+    by_clip = (clip_seconds,) * n_clips if np.ndim(clip_seconds) == 0 else tuple(clip_seconds)
+    durations = tuple(float(by_clip[c]) for c in order)
     onsets = []
     start = math.ceil(round(lead_in_seconds / tr, 9)) * tr
-    for _ in order:
+    for seconds in durations:
         onsets.append(round(start, 6))
         gap = rng.uniform(*gap_seconds)
-        start = math.ceil(round((start + clip_seconds + gap) / tr, 9)) * tr
-    end = onsets[-1] + clip_seconds + rest_seconds
+        start = math.ceil(round((start + seconds + gap) / tr, 9)) * tr
+    end = onsets[-1] + durations[-1] + rest_seconds
     n_volumes = math.ceil(round(end / tr, 9))
-    return RunSchedule(tuple(int(c) for c in order), tuple(onsets), clip_seconds, n_volumes)
+    return RunSchedule(tuple(int(c) for c in order), tuple(onsets), durations, n_volumes)

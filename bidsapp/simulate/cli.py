@@ -1,4 +1,4 @@
-"""``bidsapp simulate OUTPUT_DIR --preset {tiny,study} --seed N [overrides]``.
+"""``bidsapp simulate OUTPUT_DIR --preset {tiny,study,naturalistic} --seed N [overrides]``.
 
 Registered in :data:`bidsapp.cli.run.TOOLS`; errors are :class:`~bidsapp.errors.BidsAppError`
 subclasses, which ``bidsapp`` turns into one paragraph and the exit code (64 usage, 66
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                f"{tiny['clips']} clips x {tiny['clip_seconds']} s, TR {tiny['tr']} s, "
                f"{tiny['voxel_size']} mm; study = {study['subjects']} x {study['runs']} runs of "
                f"{study['clips']} clips x {study['clip_seconds']} s, TR {study['tr']} s, "
-               f"{study['voxel_size']} mm, multiband {study['multiband']}. "
+               f"{study['voxel_size']} mm, multiband {study['multiband']}; naturalistic = "
+               "25 x 2 runs of 16 whole songs of 89-225 s, TR 1 s, 2 mm, 44.1 kHz stereo. "
                "See docs/simulate.md.")
     parser.add_argument("output_dir", type=Path, help="the dataset folder to write")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
@@ -89,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="clips, all played in every run")
     design.add_argument("--clip-seconds", metavar="S", type=_number(float),
                         help="duration of each clip")
+    design.add_argument("--clip-durations", metavar="S", type=_number(float), nargs="+",
+                        help="duration of each clip, one per clip (pieces of unequal length)")
+    design.add_argument("--duration-scale", metavar="F", type=_number(float),
+                        help="multiply every clip's duration, e.g. 0.1 to shorten the "
+                             "naturalistic preset's songs for a quick run")
+    design.add_argument("--audio-rate", metavar="HZ", type=_number(int, 16000),
+                        help="sample rate of the stimulus files (made at 16 kHz, resampled)")
+    design.add_argument("--audio-channels", metavar="N", type=int, choices=(1, 2),
+                        help="1 (mono) or 2 (stereo)")
     design.add_argument("--gap-seconds", type=_number(float, 0), nargs=2, metavar=("MIN", "MAX"),
                         help="random pause after each clip (the ratings)")
     design.add_argument("--lead-in", metavar="S", dest="lead_in_seconds", type=_number(float, 0),

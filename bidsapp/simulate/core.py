@@ -102,7 +102,8 @@ def simulate(output_dir: str | Path, preset: str = "tiny", seed: int = 0, *,
 
     LOGGER.info("simulate: %s preset, seed %d, %d subjects x %d runs -> %s",
                 preset, seed, params.subjects, params.runs, root)
-    stimuli = write_stimuli(root / "stimuli", seed, params.clips, params.clip_seconds)
+    stimuli = write_stimuli(root / "stimuli", seed, params.durations, params.audio_rate,
+                            params.audio_channels)
     written += stimuli
     LOGGER.info("simulate: features of %d clips (%s weights)", len(stimuli), info["status"])
     features = _clip_features(stimuli, params.weights, weights["sha256"], params.device)
@@ -216,7 +217,7 @@ def _simulate_subject(root: Path, label: str, seed: int, params: SimulationParam
     for run in range(1, params.runs + 1):
         tic = time.monotonic()
         schedule = run_schedule(rng_for(seed, sub, "schedule", run), run - 1, params.clips,
-                                params.clip_seconds, params.tr, params.gap_seconds,
+                                params.durations, params.tr, params.gap_seconds,
                                 params.lead_in_seconds, params.rest_seconds)
         motion = random_motion(rng_for(seed, sub, "motion", run), schedule.n_volumes, params.tr,
                                params.max_motion_mm, params.max_rotation_deg)
@@ -238,14 +239,14 @@ def _simulate_subject(root: Path, label: str, seed: int, params: SimulationParam
 def _responses(seed: int, sub: str, params: SimulationParams, planted, spheres: list[Sphere],
                features, layer_names) -> list[np.ndarray]:
     if params.signal_model == "mixture":
-        return voxel_responses(planted, spheres, features, layer_names, params.clip_seconds,
+        return voxel_responses(planted, spheres, features, layer_names, params.durations,
                                lambda index: rng_for(seed, sub, "mixing", index))
     # The expected share of a run spent in clips sets how much variance the balancing
     # values outside the clips add; the runs' random gaps make it differ slightly per run.
-    run_seconds = (params.lead_in_seconds + params.rest_seconds + params.clips
-                   * (params.clip_seconds + float(np.mean(params.gap_seconds))))
-    inside = params.clips * params.clip_seconds / run_seconds
-    return geometry_responses(planted, spheres, features, layer_names, params.clip_seconds,
+    run_seconds = (params.lead_in_seconds + params.rest_seconds + sum(params.durations)
+                   + params.clips * float(np.mean(params.gap_seconds)))
+    inside = sum(params.durations) / run_seconds
+    return geometry_responses(planted, spheres, features, layer_names, params.durations,
                               lambda index: rng_for(seed, sub, "geometry", index), inside)
 
 
@@ -253,7 +254,7 @@ def _balance(signal: np.ndarray, schedule, times: np.ndarray) -> np.ndarray:
     """Zero the mean and linear trend of every voxel and slice time (see balance_outside)."""
     onsets = np.asarray(schedule.onsets)[:, None, None]
     rel = times[None] - onsets
-    inside = np.any((rel >= 0) & (rel < schedule.clip_seconds), axis=0)
+    inside = np.any((rel >= 0) & (rel < np.asarray(schedule.durations)[:, None, None]), axis=0)
     out = np.empty_like(signal)
     for group in range(times.shape[1]):
         out[:, :, group] = balance_outside(signal[:, :, group], inside[:, group],
@@ -283,9 +284,7 @@ def _write_run(root: Path, sub: str, run: int, params: SimulationParams, geometr
     stem = f"{sub}_task-{TASK}_run-{run}"
     func = root / sub / "func"
     sidecar: dict[str, Any] = {
-        "TaskName": TASK,
-        "TaskDescription": "Passive listening to music clips, each followed by two ratings.",
-        "RepetitionTime": params.tr,
+        **({} if params.task_sidecar else task_sidecar(params)),
         "SliceTiming": [float(t) for t in geometry.slice_times],
         "SliceEncodingDirection": "k",
         "PhaseEncodingDirection": "j-",
@@ -293,8 +292,8 @@ def _write_run(root: Path, sub: str, run: int, params: SimulationParams, geometr
     }
     if params.multiband > 1:
         sidecar["MultibandAccelerationFactor"] = params.multiband
-    rows = [(round(onset, 6), float(params.clip_seconds), clip_name(clip), "music")
-            for clip, onset in zip(schedule.clip_order, schedule.onsets, strict=True)]
+    rows = [(round(onset, 6), seconds, clip_name(clip), "music") for clip, onset, seconds
+            in zip(schedule.clip_order, schedule.onsets, schedule.durations, strict=True)]
     truth = root / writer.TRUTH_DIR / sub / "func"
     return [
         writer.save_nifti(func / f"{stem}_bold.nii.gz", data, geometry.grid.affine,
@@ -307,10 +306,34 @@ def _write_run(root: Path, sub: str, run: int, params: SimulationParams, geometr
     ]
 
 
+def task_sidecar(params: SimulationParams) -> dict[str, Any]:
+    """Return the BOLD metadata shared by every run of the task.
+
+    Parameters
+    ----------
+    params : SimulationParams
+        ``tr`` is used.
+
+    Returns
+    -------
+    dict
+        ``TaskName``, ``TaskDescription`` and ``RepetitionTime``: in each run's sidecar, or
+        once in ``task-<task>_bold.json`` at the root with ``task_sidecar`` (BIDS
+        inheritance, as in OpenNeuro ds004007).
+    """
+    return {
+        "TaskName": TASK,
+        "TaskDescription": "Passive listening to music clips, each followed by two ratings.",
+        "RepetitionTime": params.tr,
+    }
+
+
 def _write_top_level(root: Path, params: SimulationParams, seed: int, preset: str,
                      labels: list[str], weights: dict) -> list[Path]:
     truth = root / writer.TRUTH_DIR
-    return [
+    shared = ([writer.save_json(root / f"task-{TASK}_bold.json", task_sidecar(params))]
+              if params.task_sidecar else [])
+    return [*shared,
         writer.save_json(root / "dataset_description.json", writer.dataset_description(
             f"bidsapp simulated music listening ({preset}, seed {seed})")),
         writer.write_text(root / "README", writer.readme_text(params.to_dict(), seed, preset,

@@ -192,7 +192,7 @@ def embedding(rng: np.random.Generator, phi_inside: np.ndarray, n_voxels: int,
 
 def geometry_responses(planted: PlantedVoxels, spheres: Sequence[Sphere],
                        features: Sequence[Mapping[str, np.ndarray]],
-                       layer_names: Sequence[str], clip_seconds: float,
+                       layer_names: Sequence[str], clip_seconds: float | Sequence[float],
                        rng_of_sphere: Callable[[int], np.random.Generator],
                        inside_fraction: float) -> list[np.ndarray]:
     """Return every planted voxel's geometry-matched response to each clip (64 ms grid).
@@ -207,8 +207,9 @@ def geometry_responses(planted: PlantedVoxels, spheres: Sequence[Sphere],
         Per clip, layer name to (width, frames) HRF-convolved features on the 64 ms grid.
     layer_names : sequence of str
         Layer names in network order; layer ``k`` is ``layer_names[k - 1]``.
-    clip_seconds : float
-        Clip duration; frames at or after it are not used for the embedding.
+    clip_seconds : float or sequence of float
+        Clip duration (or one per clip); frames at or after it are not used for the
+        embedding.
     rng_of_sphere : callable
         ``rng_of_sphere(index) -> numpy.random.Generator`` for each sphere's rotation.
     inside_fraction : float
@@ -222,7 +223,9 @@ def geometry_responses(planted: PlantedVoxels, spheres: Sequence[Sphere],
     """
     n_frames = [next(iter(f.values())).shape[1] for f in features]
     responses = [np.zeros((planted.n, n)) for n in n_frames]
-    n_used = [min(n, int(np.ceil(clip_seconds / GRID_PERIOD - 1e-9))) for n in n_frames]
+    seconds = np.broadcast_to(np.asarray(clip_seconds, dtype=float), (len(n_frames),))
+    n_used = [min(n, int(np.ceil(s / GRID_PERIOD - 1e-9)))
+              for n, s in zip(n_frames, seconds, strict=True)]
     for index, sphere in enumerate(spheres):
         rows = np.flatnonzero(planted.sphere == index)
         name = layer_names[sphere.layer - 1]

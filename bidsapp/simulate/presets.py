@@ -4,6 +4,10 @@
 written in seconds and analysed end to end in minutes on two cores.  ``study`` reproduces
 the acquisition of the study (6 participants kept, 8 test runs of the same 16 clips of
 29 s in a Latin-square order, TR 0.735 s, 2.4 mm, 64 slices, multiband 8).
+``naturalistic`` has the shape of a public whole-song dataset (OpenNeuro ds004007): 25
+participants, 2 runs of the same 16 pieces of 89 to 225 s in different orders, TR 1.0 s,
+2 mm, 72 slices, multiband 8, 44.1 kHz stereo WAV, ``RepetitionTime`` in a task-level
+sidecar at the root; ``duration_scale`` shortens its pieces for tests.
 """
 
 from __future__ import annotations
@@ -73,6 +77,17 @@ class SimulationParams:
     dtype: str = "int16"
     weights: str | None = None
     device: str = "cpu"
+    clip_durations: tuple[float, ...] = ()
+    duration_scale: float = 1.0
+    audio_rate: int = 16000
+    audio_channels: int = 1
+    task_sidecar: bool = False
+
+    @property
+    def durations(self) -> tuple[float, ...]:
+        """Seconds of each clip: ``clip_durations`` (else ``clip_seconds``) times the scale."""
+        base = self.clip_durations or (self.clip_seconds,) * self.clips
+        return tuple(round(float(d) * self.duration_scale, 6) for d in base)
 
     @property
     def matrix(self) -> int:
@@ -103,6 +118,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         subjects=6, runs=8, clips=16, clip_seconds=29.0, tr=0.735, voxel_size=2.4,
         t1w_voxel_size=1.0, fov_mm=210.0, slices=64, multiband=8, snr=0.5, tsnr=50.0,
         ar_coefficient=0.5, radius_mm=10.0, gap_seconds=(6.0, 10.0), rest_seconds=12.0,
+    ),
+    # Whole songs as in OpenNeuro ds004007: eight lengths, two pieces of each.
+    "naturalistic": dict(
+        subjects=25, runs=2, clips=16, clip_seconds=180.0,
+        clip_durations=tuple(float(d) for d in (89, 89, 90, 90, 134, 134, 135, 135,
+                                                179, 179, 180, 180, 224, 224, 225, 225)),
+        tr=1.0, voxel_size=2.0, t1w_voxel_size=1.0, fov_mm=208.0, slices=72, multiband=8,
+        snr=0.5, tsnr=50.0, ar_coefficient=0.5, radius_mm=10.0, gap_seconds=(2.0, 4.0),
+        rest_seconds=10.0, audio_rate=44100, audio_channels=2, task_sidecar=True,
     ),
 }
 """Named parameter sets; any field can be overridden."""
@@ -154,6 +178,13 @@ def make_params(preset: str = "tiny", **overrides: Any) -> SimulationParams:
         values["layers"] = DEFAULT_LAYERS[: len(values.get("centers", DEFAULT_CENTERS))]
     if "gap_seconds" in values:
         values["gap_seconds"] = tuple(float(g) for g in values["gap_seconds"])
+    if values.get("clip_durations"):
+        values["clip_durations"] = tuple(float(d) for d in values["clip_durations"])
+        if "clips" not in overrides:
+            values["clips"] = len(values["clip_durations"])
+        elif len(values["clip_durations"]) != values["clips"]:
+            # Fewer clips than the preset's pieces: the first ones.
+            values["clip_durations"] = values["clip_durations"][: values["clips"]]
     params = SimulationParams(**values)
     validate(params)
     return params
@@ -172,9 +203,17 @@ def validate(params: SimulationParams) -> None:
         _check(getattr(p, name) >= 1, f"--{name.replace('_', '-')} must be at least 1",
                "give a positive whole number")
     _check(p.subjects <= 99, "At most 99 subjects are supported", "use --subjects 99 or fewer")
-    _check(p.clip_seconds >= MIN_CLIP_SECONDS,
-           f"Clips of {p.clip_seconds} s are shorter than the network's "
-           f"{MIN_CLIP_SECONDS} s window", f"use --clip-seconds {MIN_CLIP_SECONDS} or more")
+    _check(p.duration_scale > 0, "--duration-scale must be positive", "give e.g. 0.1")
+    _check(not p.clip_durations or len(p.clip_durations) == p.clips,
+           f"{len(p.clip_durations)} clip durations were given for {p.clips} clips",
+           "give one --clip-durations entry per clip")
+    _check(min(p.durations) >= MIN_CLIP_SECONDS,
+           f"Clips of {min(p.durations)} s are shorter than the network's "
+           f"{MIN_CLIP_SECONDS} s window",
+           f"use clips of {MIN_CLIP_SECONDS} s or more (--clip-seconds, --duration-scale)")
+    _check(p.audio_rate >= 16000 and p.audio_channels in (1, 2),
+           "Stimuli are written at 16 kHz or more, mono or stereo",
+           "give --audio-rate 16000 or more and --audio-channels 1 or 2")
     _check(p.tr >= 0.064, f"TR {p.tr} s is below the network's 0.064 s frame grid",
            "give --tr in seconds")
     _check(p.voxel_size >= 1.0 and p.t1w_voxel_size >= 0.5,

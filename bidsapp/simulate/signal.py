@@ -127,7 +127,7 @@ def mixing_weights(rng: np.random.Generator, n_voxels: int, width: int) -> np.nd
 
 def voxel_responses(planted: PlantedVoxels, spheres: Sequence[Sphere],
                     features: Sequence[Mapping[str, np.ndarray]], layer_names: Sequence[str],
-                    clip_seconds: float, rng_of_sphere) -> list[np.ndarray]:
+                    clip_seconds: float | Sequence[float], rng_of_sphere) -> list[np.ndarray]:
     """Return every planted voxel's unit-variance response to each clip on the 64 ms grid.
 
     Parameters
@@ -140,8 +140,8 @@ def voxel_responses(planted: PlantedVoxels, spheres: Sequence[Sphere],
         Per clip, layer name to (width, frames) HRF-convolved features on the 64 ms grid.
     layer_names : sequence of str
         Layer names in network order; layer ``k`` is ``layer_names[k - 1]``.
-    clip_seconds : float
-        Clip duration; frames at or after it are not used for the scaling.
+    clip_seconds : float or sequence of float
+        Clip duration (or one per clip); frames at or after it are not used for the scaling.
     rng_of_sphere : callable
         ``rng_of_sphere(index) -> numpy.random.Generator`` for each sphere's weights.
 
@@ -157,8 +157,9 @@ def voxel_responses(planted: PlantedVoxels, spheres: Sequence[Sphere],
         weights = mixing_weights(rng_of_sphere(index), len(rows), features[0][name].shape[0])
         for response, clip in zip(responses, features, strict=True):
             response[rows] = weights @ np.asarray(clip[name], dtype=np.float64)
-    n_used = [min(r.shape[1], int(np.ceil(clip_seconds / GRID_PERIOD - 1e-9)))
-              for r in responses]
+    seconds = np.broadcast_to(np.asarray(clip_seconds, dtype=float), (len(responses),))
+    n_used = [min(r.shape[1], int(np.ceil(s / GRID_PERIOD - 1e-9)))
+              for r, s in zip(responses, seconds, strict=True)]
     within = np.concatenate([r[:, :n] for r, n in zip(responses, n_used, strict=True)], axis=1)
     scale = within.std(axis=1)
     scale[scale == 0] = 1.0  # a dead layer stays flat instead of dividing by zero
@@ -186,9 +187,10 @@ def sample_timeline(responses: Sequence[np.ndarray], schedule: RunSchedule,
         zero outside clips.
     """
     out = np.zeros((responses[0].shape[0], len(times)))
-    for clip, onset in zip(schedule.clip_order, schedule.onsets, strict=True):
+    for clip, onset, seconds in zip(schedule.clip_order, schedule.onsets, schedule.durations,
+                                    strict=True):
         rel = times - onset
-        inside = np.flatnonzero((rel >= 0) & (rel < schedule.clip_seconds))
+        inside = np.flatnonzero((rel >= 0) & (rel < seconds))
         if not inside.size:
             continue
         response = responses[clip]

@@ -10,11 +10,12 @@ CC0; nothing is sampled from recordings.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
-from scipy.signal import lfilter
+from scipy.signal import lfilter, resample_poly
 
 from bidsapp.io import atomic_write
 
@@ -180,8 +181,9 @@ def clip_name(index: int) -> str:
     return f"synth-{index + 1:03d}.wav"
 
 
-def write_stimuli(folder: str | Path, seed: int, n_clips: int, seconds: float) -> list[Path]:
-    """Synthesize ``n_clips`` clips and write them as 16-bit PCM WAV files.
+def write_stimuli(folder: str | Path, seed: int, durations: list[float] | tuple[float, ...],
+                  rate: int = SAMPLE_RATE, channels: int = 1) -> list[Path]:
+    """Synthesize one clip per duration and write them as 16-bit PCM WAV files.
 
     Parameters
     ----------
@@ -189,10 +191,13 @@ def write_stimuli(folder: str | Path, seed: int, n_clips: int, seconds: float) -
         The dataset's ``stimuli/`` folder.
     seed : int
         The simulation seed.
-    n_clips : int
-        How many clips.
-    seconds : float
-        Duration of each.
+    durations : sequence of float
+        Seconds of each clip, in clip order.
+    rate : int, optional
+        Sample rate of the files; clips are made at 16 kHz and resampled (44,100 Hz as on a
+        CD, for example), so the app resamples them back as it would a recording.
+    channels : int, optional
+        1 (mono) or 2 (stereo: the right channel is the left one at 80 %, panned left).
 
     Returns
     -------
@@ -200,11 +205,17 @@ def write_stimuli(folder: str | Path, seed: int, n_clips: int, seconds: float) -
         The files, in clip order.
     """
     paths = []
-    for index in range(n_clips):
-        samples = np.round(synthesize_clip(seed, index, seconds) * 32767).astype(np.int16)
+    step = math.gcd(int(rate), SAMPLE_RATE)
+    for index, seconds in enumerate(durations):
+        clip = synthesize_clip(seed, index, seconds)
+        if rate != SAMPLE_RATE:
+            clip = np.clip(resample_poly(clip, int(rate) // step, SAMPLE_RATE // step), -1, 1)
+        if channels == 2:
+            clip = np.stack([clip, 0.8 * clip], axis=1)
+        samples = np.round(clip * 32767).astype(np.int16)
         path = Path(folder) / clip_name(index)
         # scipy's writer puts no date or encoder version in the header (byte-reproducible).
         with atomic_write(path) as tmp:
-            wavfile.write(tmp, SAMPLE_RATE, samples)
+            wavfile.write(tmp, int(rate), samples)
         paths.append(path)
     return paths

@@ -253,6 +253,15 @@ def remove_stale(root: Path, old: Sequence[str], new: Sequence[str]) -> list[str
     return removed
 
 
+def _seconds(params: dict[str, Any]) -> str:
+    """Clip length for the README: one value, or the range of the pieces' lengths."""
+    scale = params.get("duration_scale", 1.0)
+    lengths = [d * scale for d in params.get("clip_durations") or [params["clip_seconds"]]]
+    if min(lengths) == max(lengths):
+        return f"{lengths[0]:g} s"
+    return f"{min(lengths):g}-{max(lengths):g} s"
+
+
 def readme_text(params: dict[str, Any], seed: int, preset: str, weights: dict[str, Any]) -> str:
     """Return the dataset's README: what it is, how it was made, its licence.
 
@@ -283,7 +292,7 @@ Contents
 - sub-*/anat: a T1w image: the MNI152NLin2009aSym template (nilearn's copy of the ICBM
   2009a nonlinear symmetric template, skull-stripped) moved by a known random affine,
   warped by a known smooth displacement field, with an intensity bias field and noise.
-- sub-*/func: BOLD runs of {params['clips']} clips of {params['clip_seconds']} s each, TR
+- sub-*/func: BOLD runs of {params['clips']} clips of {_seconds(params)} each, TR
   {params['tr']} s, {params['voxel_size']} mm voxels, {params['slices']} slices, multiband
   {params['multiband']}, {params['slice_order']} slice order.  Each slice is sampled at its
   acquisition time (SliceTiming); the head moves rigidly between volumes (up to

@@ -13,20 +13,27 @@ from .layers import max_over_layers, mean_layer, modal_layer
 from .permutation import (
     DEFAULT_N_DRAWS,
     DEFAULT_N_PERMUTATIONS,
+    EXACT,
+    FITTED,
     ParticipantNull,
     block_index,
     block_permutations,
+    draw_orders,
+    fitted_index,
     group_permutation_pvalues,
     n_distinct_block_orders,
     null_passes,
     participant_null,
     participant_seed,
+    permutation_scheme,
 )
 from .ttest import one_sample_ttest
 
 __all__ = [
     "DEFAULT_N_DRAWS",
     "DEFAULT_N_PERMUTATIONS",
+    "EXACT",
+    "FITTED",
     "ParticipantNull",
     "PermutationResult",
     "StudyResult",
@@ -38,11 +45,14 @@ __all__ = [
     "max_over_layers",
     "mean_layer",
     "modal_layer",
+    "draw_orders",
+    "fitted_index",
     "n_distinct_block_orders",
     "one_sample_ttest",
     "null_passes",
     "participant_null",
     "participant_seed",
+    "permutation_scheme",
     "permutation_statistics",
     "study_statistics",
 ]

@@ -37,6 +37,13 @@ DEFAULT_N_PERMUTATIONS = 100
 DEFAULT_N_DRAWS = 10_000
 """Group-level draws of one null map per participant (fewer when all combinations fit)."""
 
+EXACT = "trial-blocks"
+"""Scheme that exchanges only trials of equal length: every trial boundary stays in place."""
+FITTED = "fitted-trial-blocks"
+"""Scheme that exchanges any trials, each cut or mirror-extended to the length of its slot."""
+MIN_EXACT_ORDERS = 1000
+"""Distinct equal-length reorderings below which :data:`FITTED` is used instead."""
+
 
 class ParticipantNull(NamedTuple):
     """The permutation null of one participant.
@@ -52,11 +59,14 @@ class ParticipantNull(NamedTuple):
     observed : numpy.ndarray or None
         Shape (n_centers, L), float32: the searchlight's correlations with the candidates
         as given, when asked for with ``with_observed``; else None.
+    scheme : str
+        :data:`EXACT` or :data:`FITTED` (:func:`permutation_scheme`).
     """
 
     max_r: np.ndarray
     block_orders: np.ndarray
     observed: np.ndarray | None = None
+    scheme: str = EXACT
 
 
 def participant_seed(random_seed: int, subject: str) -> int:
@@ -129,6 +139,103 @@ def block_permutations(
     return orders
 
 
+def permutation_scheme(trial_lengths: Sequence[int]) -> str:
+    """Choose how trials are reordered for the null, from their lengths alone.
+
+    Trials of one length (the study's design) are exchanged as whole blocks
+    (:data:`EXACT`, :func:`block_permutations`).  So are trials of several lengths when the
+    equal-length groups still allow :data:`MIN_EXACT_ORDERS` distinct reorderings.
+    Otherwise (whole songs of unequal length) any trial may fill any slot, cut or mirror-
+    extended to the slot's length (:data:`FITTED`, :func:`fitted_index`); see
+    ``docs/statistics.md``.
+
+    Parameters
+    ----------
+    trial_lengths : sequence of int
+        TRs of each stacked trial.
+
+    Returns
+    -------
+    str
+        :data:`EXACT` or :data:`FITTED`.
+    """
+    lengths = np.asarray(trial_lengths)
+    if np.all(lengths == lengths[0]) or n_distinct_block_orders(lengths) >= MIN_EXACT_ORDERS:
+        return EXACT
+    return FITTED
+
+
+def draw_orders(trial_lengths: Sequence[int], n_permutations: int,
+                seed: int | np.random.Generator, scheme: str | None = None) -> np.ndarray:
+    """Draw the trial reorderings of a null with the given (or the chosen) scheme.
+
+    Parameters
+    ----------
+    trial_lengths : sequence of int
+        TRs of each stacked trial.
+    n_permutations : int
+        How many reorderings, drawn independently and uniformly.
+    seed : int or numpy.random.Generator
+        Seed of the draws.
+    scheme : str, optional
+        :data:`EXACT` or :data:`FITTED`; by default :func:`permutation_scheme`'s choice.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_permutations, n_trials) int64: ``order[k, i]`` is the trial whose candidate
+        features fill slot i in permutation k.  With trials of one length both schemes
+        draw the same orders.
+    """
+    scheme = scheme or permutation_scheme(trial_lengths)
+    if scheme == EXACT:
+        return block_permutations(trial_lengths, n_permutations, seed)
+    if scheme != FITTED:
+        raise ValueError(f"Unknown permutation scheme {scheme!r}")
+    n_trials = len(trial_lengths)
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n_trials) for _ in range(n_permutations)]).astype(
+        np.int64).reshape(n_permutations, n_trials)
+
+
+def fitted_index(trial_lengths: Sequence[int], block_order: Sequence[int]) -> np.ndarray:
+    """Return the TR index that fills each trial's slot with another trial, fitted to it.
+
+    Slot i keeps its place and length ``trial_lengths[i]``; it is filled from the start of
+    trial ``block_order[i]``, which is cut when longer and extended by running it backwards
+    from its end (mirror) when shorter, so that neighbouring TRs of a slot stay
+    neighbouring TRs of one trial, as in the data.  With trials of one length this is
+    :func:`block_index`.
+
+    Parameters
+    ----------
+    trial_lengths : sequence of int
+        TRs of each stacked trial, in the original order.
+    block_order : sequence of int
+        The trial that fills each slot (a row of :func:`draw_orders`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (T,), int64: column ``index[t]`` of the original features becomes column t;
+        a TR may appear more than once and another not at all.
+    """
+    lengths = np.asarray(trial_lengths, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    parts = []
+    for slot, trial in enumerate(block_order):
+        source = int(lengths[trial])
+        steps = np.arange(lengths[slot])
+        if source > 1:
+            period = 2 * source - 2
+            phase = steps % period
+            steps = np.where(phase < source, phase, period - phase)
+        else:
+            steps = np.zeros_like(steps)
+        parts.append(starts[trial] + steps)
+    return np.concatenate(parts)
+
+
 def n_distinct_block_orders(trial_lengths: Sequence[int]) -> int:
     """Return how many distinct reorderings :func:`block_permutations` can draw.
 
@@ -182,8 +289,9 @@ def participant_null(
 ) -> ParticipantNull:
     """Compute one participant's null of the max-over-layers searchlight correlation.
 
-    For each of ``n_permutations`` block permutations (:func:`block_permutations`), the
-    rows and columns of every candidate RDM are reordered by whole trials, the
+    For each of ``n_permutations`` trial reorderings (:func:`draw_orders`, with the scheme
+    of :func:`permutation_scheme`), the rows and columns of every candidate RDM are
+    reordered by whole trials (fitted to their slots when lengths differ), the
     searchlight correlates them with the unchanged target RDMs, and the maximum over
     layers is kept.  Permutations are stacked as extra candidates, so the engine builds
     each target RDM once per batch; a batch holds at most ``max_batch_bytes`` of
@@ -245,7 +353,9 @@ def participant_null(
         )
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be at least 1, not {n_permutations}")
-    orders = block_permutations(trial_lengths, n_permutations, seed)
+    scheme = permutation_scheme(trial_lengths)
+    orders = draw_orders(trial_lengths, n_permutations, seed, scheme)
+    index_of = block_index if scheme == EXACT else fitted_index
     takes_orders = _takes_keyword(searchlight_fn, "orders")
     per_permutation = (permutation_bytes(n_tr, n_layers) if takes_orders
                        else n_layers * n_tr * n_tr * candidate_rdms.itemsize)
@@ -257,8 +367,7 @@ def participant_null(
     observed = None
     for start in range(0, n_permutations, batch):
         stop = min(start + batch, n_permutations)
-        tr_orders = np.stack([block_index(trial_lengths, order)
-                              for order in orders[start:stop]])
+        tr_orders = np.stack([index_of(trial_lengths, order) for order in orders[start:stop]])
         first = with_observed and start == 0
         if first:  # the identity order: the candidates as given
             tr_orders = np.concatenate([np.arange(n_tr)[None], tr_orders])
@@ -277,7 +386,7 @@ def participant_null(
             # A NaN layer (constant RDM) is skipped as in the observed maximum.
             max_r[start:stop] = np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=2).T
     max_r[~np.isfinite(max_r)] = np.nan
-    return ParticipantNull(max_r=max_r, block_orders=orders, observed=observed)
+    return ParticipantNull(max_r=max_r, block_orders=orders, observed=observed, scheme=scheme)
 
 
 def _batch_size(per_permutation: int, n_permutations: int, max_batch_bytes: int) -> int:

@@ -9,10 +9,11 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bidsapp.config import Config
+from bidsapp.design import TrialDesign
 from bidsapp.interfaces.bids import DerivativesDataSink
 from bidsapp.interfaces.reports import CandidateRDMPlot
 from bidsapp.interfaces.rsa import MergeMaps, PreparePatterns, SearchlightChunk
-from bidsapp.stats import participant_seed
+from bidsapp.stats import FITTED, participant_seed, permutation_scheme
 
 
 def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subject: str,
@@ -89,6 +90,12 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
             "(rows and columns reordered together, the target RDMs unchanged), keeping the "
             "maximum over layers of each permutation's searchlight correlations."
         )
+        if permutation_scheme(TrialDesign.from_dict(design).trial_lengths) == FITTED:
+            workflow.__desc__ += (
+                " Because the trials differ in length, any trial could fill any trial's "
+                "place, cut to its length or extended by running it backwards from its end, "
+                "so that trial boundaries stayed in place."
+            )
     # Without --mem: the null's K x L ranked candidates in 1 GiB passes (~1 GB at T = 496,
     # K = 100).  With --mem, each of the jobs that can run at once gets its share, and
     # the null makes as many passes as it takes to stay within it.

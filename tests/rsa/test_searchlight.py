@@ -10,6 +10,7 @@ from bidsapp.rsa import _engine_numpy
 from bidsapp.rsa._ranks import order_keys, pair_layout
 from bidsapp.rsa.neighbors import neighbors
 from bidsapp.rsa.searchlight import searchlight
+from bidsapp.stats import fitted_index
 
 ENGINES = [pytest.param({"backend": "numpy"}, id="numpy"),
            pytest.param({"backend": "torch"}, id="torch-cpu")]
@@ -84,6 +85,24 @@ def test_orders_equal_the_reordered_candidates(engine, n_orders):
     assert result.shape == (75, 3 * n_orders)
     np.testing.assert_array_equal(
         result, searchlight(patterns, nbrs, reordered, device="cpu", **engine))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_orders_that_repeat_trs_equal_the_reordered_candidates(engine):
+    # Fitted orders of unequal trials repeat some TRs and leave out others: their columns
+    # are ranked again, repeated pairs being the most similar (the RDM's zero diagonal).
+    rng = np.random.default_rng(5)
+    n_trs, n_in_mask = 40, 200
+    patterns = _patterns(rng, "int16-wide", n_trs, n_in_mask)
+    nbrs = np.array([rng.choice(n_in_mask, 20, replace=False) for _ in range(30)])
+    candidates = _candidates(rng, n_trs)[[0, 2]]  # off-diagonal > 0: the diagonal is least
+    lengths = [4, 7, 9, 20]
+    orders = np.stack([fitted_index(lengths, rng.permutation(4)) for _ in range(5)])
+    assert any(len(np.unique(order)) < n_trs for order in orders)
+    result = searchlight(patterns, nbrs, candidates, device="cpu", orders=orders, **engine)
+    reordered = np.concatenate([candidates[:, order][:, :, order] for order in orders])
+    np.testing.assert_allclose(
+        result, searchlight(patterns, nbrs, reordered, device="cpu", **engine), atol=1e-6)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -293,7 +312,7 @@ def test_agrees_with_rsatoolbox_searchlight():
         (np.zeros((4, 5)), np.zeros((1, 2), int), np.zeros((1, 4, 4)),
          {"orders": np.zeros((2, 4))}, ValueError, "integers"),
         (np.zeros((4, 5)), np.zeros((1, 2), int), np.zeros((1, 4, 4)),
-         {"orders": [[0, 1, 1, 3]]}, ValueError, "permutation"),
+         {"orders": [[0, 1, 1, 4]]}, ValueError, "index the TRs"),
     ],
 )
 def test_errors(patterns, nbrs, candidates, kwargs, error, match):

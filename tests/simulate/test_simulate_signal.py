@@ -68,7 +68,7 @@ def test_voxel_responses_are_unit_variance_mixtures(maps):
 
 def test_sample_timeline_interpolates_within_clips_and_is_zero_outside():
     response = np.arange(100, dtype=float)[None, :]  # frame j has value j
-    schedule = RunSchedule((0,), (10.0,), 5.0, 20)
+    schedule = RunSchedule((0,), (10.0,), (5.0,), 20)
     times = np.array([0.0, 9.99, 10.0, 10.032, 10.0 + 50.5 * GRID_PERIOD, 15.0, 30.0])
     out = sample_timeline([response], schedule, times)[0]
     np.testing.assert_allclose(out, [0, 0, 0, 0.5, 50.5, 0, 0], atol=1e-9)

@@ -14,8 +14,8 @@ def test_clips_are_deterministic_and_distinct():
 
 
 def test_written_clips_decode_and_are_byte_identical(tmp_path):
-    first = write_stimuli(tmp_path / "a", 0, 2, 3.5)
-    second = write_stimuli(tmp_path / "b", 0, 2, 3.5)
+    first = write_stimuli(tmp_path / "a", 0, [3.5, 3.5])
+    second = write_stimuli(tmp_path / "b", 0, [3.5, 3.5])
     for p, q in zip(first, second, strict=True):
         assert p.read_bytes() == q.read_bytes()
         audio = load_audio(p)

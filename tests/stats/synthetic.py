@@ -78,7 +78,7 @@ def hrf(tr=TR, length=30.0):
 class Design:
     shape: tuple = (12, 12, 12)
     n_trials: int = 8
-    trial_seconds: float = 24.0
+    trial_seconds: float | tuple = 24.0  # one length, or one per trial (unequal trials)
     drop_seconds: float = 6.0
     n_layers: int = 10
     n_neighbors: int = 19
@@ -89,8 +89,19 @@ class Design:
     phi: float = 0.6
 
     @property
+    def n_trs(self):
+        """TRs of each trial before the drop."""
+        seconds = self.trial_seconds
+        if np.ndim(seconds) == 0:
+            seconds = [seconds] * self.n_trials
+        if len(seconds) != self.n_trials:
+            raise ValueError("give one trial length per trial")
+        return [int(round(s / TR)) for s in seconds]
+
+    @property
     def n_tr(self):
-        return int(round(self.trial_seconds / TR))
+        """The longest trial: every trial is simulated this long, then cut to its own."""
+        return max(self.n_trs)
 
     @property
     def n_drop(self):
@@ -98,7 +109,7 @@ class Design:
 
     @property
     def trial_lengths(self):
-        return [self.n_tr - self.n_drop] * self.n_trials
+        return [n - self.n_drop for n in self.n_trs]
 
     def mask(self):
         grid = np.indices(self.shape).transpose(1, 2, 3, 0)
@@ -115,7 +126,11 @@ class Design:
 
 
 def simulate_features(design, rng):
-    """Per layer, per trial: (units, n_tr) features convolved from silence at onset."""
+    """Per layer, per trial: (units, n_tr) features convolved from silence at onset.
+
+    Every trial is drawn ``design.n_tr`` long, so that equal trials get the same draws
+    whatever the lengths of the others; :func:`cut` gives each its own length.
+    """
     kernel = hrf()
     out = []
     shared = rng.standard_normal((design.n_trials, N_UNITS, design.n_tr))
@@ -127,6 +142,11 @@ def simulate_features(design, rng):
                          for trial in units])
         out.append(conv)
     return out  # list over layers of (n_trials, units, n_tr)
+
+
+def cut(design, trials):
+    """Trials (n_trials, ..., n_tr) cut to their own lengths along the time (last) axis."""
+    return [trial[..., :n] for trial, n in zip(trials, design.n_trs, strict=True)]
 
 
 def simulate_participant(design, features, rng):
@@ -155,7 +175,8 @@ def simulate_participant(design, features, rng):
         feats = (feats - feats.mean(axis=(0, 2), keepdims=True)) / feats.std()
         weights = rng.standard_normal((N_UNITS, voxels.size)) / np.sqrt(N_UNITS)
         data[..., voxels] += design.gain * np.einsum("kut,uv->ktv", feats, weights)
-    patterns = np.concatenate([trial[design.n_drop:] for trial in data], axis=0)
+    patterns = np.concatenate([trial[design.n_drop:n] for trial, n in
+                               zip(data, design.n_trs, strict=True)], axis=0)
     return stats.zscore(patterns, axis=0)
 
 
@@ -164,8 +185,9 @@ def simulate_group(design, n_subjects, n_permutations, seed, searchlight=None):
     searchlight = searchlight or reference_searchlight
     rng = np.random.default_rng(seed)
     features = simulate_features(design, rng)
-    candidates = np.stack([rdm(np.concatenate([trial[:, design.n_drop:] for trial in layer],
-                                              axis=1)) for layer in features])
+    candidates = np.stack([rdm(np.concatenate([trial[:, design.n_drop:]
+                                               for trial in cut(design, layer)], axis=1))
+                           for layer in features])
     neighbors = nearest_neighbors(design.mask(), design.n_neighbors)
     r, nulls = [], []
     for s in range(n_subjects):
