@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -61,6 +62,12 @@ class Config:
         if self.work_dir is not None:
             return self.work_dir
         return self.output_dir.parent / "work"
+
+    @property
+    def jobs_at_once(self) -> int:
+        """How many multi-threaded jobs run at the same time: processes over threads each."""
+        threads = max(1, self.omp_nthreads or 1)
+        return max(1, (self.nprocs or os.cpu_count() or 1) // threads)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as TOML-ready plain types (paths as strings, ``None`` omitted)."""

@@ -385,11 +385,18 @@ def _unknown_output_space(ctx):
     return ctx.participant("--output-space", "MNI999Unknown")
 
 
+def _too_little_memory(ctx):
+    # 1 GB shared by 8 jobs (0.125 GB each); a job on the 1 mm grid needs about 0.4 GB.
+    return ctx.participant("--mem", "1GB", "--nprocs", "8", "--output-res", "1")
+
+
 CASES: dict[str, Case] = {
     "cuda_without_gpu": Case(69, _cuda_without_gpu, ("--device cuda", "sees none"),
                              "--device auto"),
     "unknown_output_space": Case(64, _unknown_output_space, ("MNI999Unknown",),
                                  "--output-space"),
+    "too_little_memory": Case(64, _too_little_memory, (
+        "searchlight job of sub-01 task-music needs about", "each of the 8 job(s)"), "--mem"),
     "missing_t1w": Case(66, _missing_t1w, ("sub-01 has no T1w", "File: {bids}/sub-01/anat"),
                         "sub-01/anat/sub-01_T1w.nii.gz"),
     "corrupt_t1w": Case(65, _corrupt_t1w, ("T1w image cannot be read",

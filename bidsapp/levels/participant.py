@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
+import nibabel as nb
+import numpy as np
+
+from bidsapp.audio import LAYER_NAMES
 from bidsapp.audio.weights import check_weights
 from bidsapp.bids import collect_participants, open_layout
 from bidsapp.bids.collect import SubjectData
@@ -12,7 +17,10 @@ from bidsapp.bids.validate import validate_bids
 from bidsapp.config import Config
 from bidsapp.design import TrialDesign, subject_designs
 from bidsapp.device import resolve_device_name
+from bidsapp.errors import UsageError
+from bidsapp.preproc.masks import gm_mask_from_probseg
 from bidsapp.reports import write_citation
+from bidsapp.rsa.searchlight import CHUNK_CENTERS, minimum_job_memory
 from bidsapp.templates import get_template
 
 from .common import plugin_settings, prepare_dir, run_workflow, save_config
@@ -75,10 +83,44 @@ def check_inputs(config: Config) -> tuple[list[SubjectData], dict[str, dict[str,
     info = check_weights()
     LOGGER.info("Network weights: %s (%s, sha256 %s...)", info["path"], info["status"],
                 info["sha256"][:12])
-    get_template(config.output_space)
+    template = get_template(config.output_space)
     # A GPU that is not there must stop the run now, not after the preprocessing (exit 69).
     resolve_device_name(config.device)
+    _check_memory(config, designs, template)
     return subjects, designs
+
+
+def physical_memory_gb() -> float:
+    """Return this machine's physical memory in GB (the budget when --mem is not given)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def _check_memory(config: Config, designs: dict, template) -> None:
+    """Stop now if one searchlight job cannot fit its share of the memory (exit 64).
+
+    Each of the jobs that run at once gets ``--mem`` (else the machine's memory) divided by
+    their number; a job needs at least :func:`bidsapp.rsa.searchlight.minimum_job_memory`
+    for the task's T and the grey-matter voxels of the output grid, whatever the null.
+    """
+    budget = (config.mem_gb or physical_memory_gb()) / config.jobs_at_once
+    n_voxels = int(np.count_nonzero(np.asanyarray(gm_mask_from_probseg(
+        nb.load(template.gm_probseg), config.output_res).dataobj)))
+    threads = max(1, config.omp_nthreads or 1)
+    for subject, tasks in designs.items():
+        for task, design in tasks.items():
+            need = minimum_job_memory(
+                design.n_trs, n_voxels, min(n_voxels, CHUNK_CENTERS), config.searchlight_size,
+                len(LAYER_NAMES), config.n_permutations, n_jobs=threads,
+                device=config.device) / 2**30
+            if need > budget:
+                raise UsageError(
+                    f"A searchlight job of sub-{subject} task-{task} needs about {need:.1f} GB "
+                    f"(T = {design.n_trs} TRs, about {n_voxels} grey-matter voxels at "
+                    f"{config.output_res:g} mm, {threads} thread(s)), more than the "
+                    f"{budget:.1f} GB each of the {config.jobs_at_once} job(s) that run at "
+                    f"once gets", path=config.bids_dir,
+                    fix="give more memory (--mem), run fewer jobs at once (--nprocs), or "
+                        "use a coarser output grid (--output-res 4)")
 
 
 def _run_participant(config: Config, warnings: list[str]) -> int:

@@ -228,6 +228,43 @@ def estimate_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_co
     return int(data + candidates + output + threads)
 
 
+#: Searchlight centres per participant-level job: fixed, so that the chunk boundaries, and
+#: with them the cached results of a rerun, do not depend on the number of processes.
+CHUNK_CENTERS = 20000
+
+
+def minimum_job_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int,
+                       n_layers: int, n_permutations: int, *, n_jobs: int = 1,
+                       device: str = "cpu") -> int:
+    """Return the fewest bytes one searchlight job of the participant level can run in.
+
+    What the job holds whatever its memory: the patterns, the observed candidates and the
+    engine's buffers (:func:`estimate_memory` with the maps' columns), plus one permutation
+    of the null per pass when there is a null (the passes get as many as fit).
+
+    Parameters
+    ----------
+    n_trs, n_voxels, n_centers, sphere : int
+        T, in-mask voxels V, centres of the job and voxels per sphere.
+    n_layers : int
+        Candidate RDMs L.
+    n_permutations : int
+        K; 0 for no null.
+    n_jobs : int
+        CPU threads of the job.
+    device : str
+        As for :func:`estimate_memory`.
+
+    Returns
+    -------
+    int
+        Bytes of host memory.
+    """
+    columns = n_layers * (2 if n_permutations else 1)
+    return estimate_memory(n_trs, n_voxels, n_centers, sphere, columns, n_jobs=n_jobs,
+                           device=device)
+
+
 def _check_inputs(patterns: np.ndarray, nbrs: np.ndarray,
                   candidate_rdms: np.ndarray) -> tuple[int, int]:
     """Validate shapes and values; return (T, V)."""

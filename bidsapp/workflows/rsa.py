@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
@@ -13,11 +12,12 @@ from bidsapp.design import TrialDesign
 from bidsapp.interfaces.bids import DerivativesDataSink
 from bidsapp.interfaces.reports import CandidateRDMPlot
 from bidsapp.interfaces.rsa import MergeMaps, PreparePatterns, SearchlightChunk
+from bidsapp.rsa.searchlight import CHUNK_CENTERS
 from bidsapp.stats import FITTED, participant_seed, permutation_scheme
 
 
 def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subject: str,
-                space_entities: dict, chunk_centers: int = 20000,
+                space_entities: dict, chunk_centers: int = CHUNK_CENTERS,
                 name: str = "rsa_wf") -> pe.Workflow:
     """Build the searchlight RSA of one participant's task against the network's layers.
 
@@ -103,8 +103,7 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
     chunk_args = {}
     mem_gb = 3 if n_perm else 2
     if config.mem_gb:
-        at_once = max(1, (config.nprocs or os.cpu_count() or 1) // threads)
-        mem_gb = chunk_args["mem_gb"] = config.mem_gb / at_once
+        mem_gb = chunk_args["mem_gb"] = config.mem_gb / config.jobs_at_once
     if n_perm:
         chunk_args["design"] = design
     chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
