@@ -142,6 +142,10 @@ def _write_cache(path: Path, features: Mapping[str, np.ndarray], meta: dict) -> 
         np.savez(stream, meta=np.array(json.dumps(meta, sort_keys=True)), **features)
 
 
+#: Audio per forward pass of :func:`compute_features_many` (4 of the study's 29-s clips).
+MAX_BATCH_SECONDS = 120.0
+
+
 def compute_features_many(
     audio_paths: Iterable[str | Path],
     tr: float,
@@ -166,7 +170,9 @@ def compute_features_many(
     device : {'auto', 'cpu', 'cuda'} or torch.device, optional
         Where to run the network; ``'auto'`` uses CUDA when available.
     batch_size : int, optional
-        Clips per forward pass.
+        Clips per forward pass, at most; fewer for long clips, so that one pass holds at
+        most :data:`MAX_BATCH_SECONDS` of audio (or one clip): the network's memory grows
+        with the audio of a pass, not with the number or length of the stimuli.
 
     Returns
     -------
@@ -221,9 +227,10 @@ def compute_features_many(
         progress = Progress(f"Features of {len(todo)} stimuli", sum(
             audio.size for clips in by_length.values() for _, audio in clips) / SAMPLE_RATE,
             "s of audio")
-        for clips in by_length.values():
-            for start in range(0, len(clips), batch_size):
-                batch = clips[start : start + batch_size]
+        for length, clips in by_length.items():
+            per_pass = max(1, min(batch_size, int(MAX_BATCH_SECONDS * SAMPLE_RATE) // length))
+            for start in range(0, len(clips), per_pass):
+                batch = clips[start : start + per_pass]
                 batch_audio = np.stack([audio for _, audio in batch])
                 for (path, _), features in zip(
                     batch, features_from_audio(model, batch_audio, tr), strict=True
