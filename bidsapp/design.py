@@ -19,6 +19,7 @@ from pathlib import Path
 import nibabel as nb
 
 from bidsapp.audio.decode import load_audio
+from bidsapp.audio.resnet import SAMPLE_RATE
 from bidsapp.audio.timing import trial_trs as count_trial_trs
 from bidsapp.bids.collect import BoldRun, SubjectData
 from bidsapp.config import Config
@@ -26,6 +27,7 @@ from bidsapp.errors import BadDataError
 from bidsapp.preproc.fmriprep import find_fmriprep_run, open_fmriprep_layout
 from bidsapp.preproc.slice_timing import plan_slice_timing, volume_time
 from bidsapp.rsa.stacking import canonical_stimulus_order, n_dropped
+from bidsapp.rsa.timeseries import first_volume
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,37 @@ def run_volume_time(run: BoldRun, config: Config, fmriprep_layout=None) -> float
     return volume_time(plan.start_time, run.repetition_time)
 
 
+#: How far an events file's ``duration`` may be from its audio's length (the larger of
+#: this and one TR) before the run stops: the analysis reads what the audio lasts.
+DURATION_TOLERANCE_SECONDS = 1.0
+
+
+def _check_trials_fit(run: BoldRun, design: RunDesign, lengths: Mapping[str, int],
+                      audio: Mapping[str, Path]) -> None:
+    """Stop unless every trial's audio fits in its run and matches its events' duration."""
+    tr = run.repetition_time
+    for trial in run.trials:
+        seconds = lengths[trial.stim_file] / SAMPLE_RATE
+        if abs(trial.duration - seconds) > max(DURATION_TOLERANCE_SECONDS, tr):
+            raise BadDataError(
+                f"The events give {trial.stim_file} at {trial.onset:g} s a duration of "
+                f"{trial.duration:g} s, but its audio lasts {seconds:.2f} s; the analysis "
+                "reads the trial for as long as the audio plays", path=run.events,
+                fix="set duration to the length that was played, or cut the audio file to "
+                    f"what was played ({audio[trial.stim_file].name})")
+        stop = (first_volume(trial.onset, tr, design.start_time)
+                + count_trial_trs(lengths[trial.stim_file], tr))
+        if stop > run.n_volumes:
+            raise BadDataError(
+                f"The trial of {trial.stim_file} at {trial.onset:g} s plays {seconds:.2f} s of "
+                f"audio and needs volumes up to {stop - 1}, but the run has {run.n_volumes} "
+                f"volumes ({run.n_volumes} x TR {tr:g} s = {run.n_volumes * tr:.1f} s)",
+                path=run.path,
+                fix="check that the BOLD run is complete, that RepetitionTime is the true TR "
+                    "(a wrong TR shortens the run in seconds), and the onsets in "
+                    f"{run.events.name}")
+
+
 def subject_designs(subject: SubjectData, config: Config) -> dict[str, TrialDesign]:
     """Build the trial design of each of a participant's tasks.
 
@@ -248,7 +281,9 @@ def subject_designs(subject: SubjectData, config: Config) -> dict[str, TrialDesi
     Raises
     ------
     MissingInputError, BadDataError
-        If a stimulus is missing or cannot be decoded, or a trial is too short.
+        If a stimulus is missing or cannot be decoded, a trial is too short, its audio
+        runs past the end of its run, or its events' duration is not its audio's length
+        (within the larger of :data:`DURATION_TOLERANCE_SECONDS` and one TR).
     """
     fmriprep = config.derivatives.get("fmriprep")
     layout = open_fmriprep_layout(fmriprep) if fmriprep else None
@@ -260,6 +295,8 @@ def subject_designs(subject: SubjectData, config: Config) -> dict[str, TrialDesi
         run_designs = [RunDesign(run.path.name, tuple(t.onset for t in run.trials),
                                  tuple(t.stim_file for t in run.trials),
                                  run_volume_time(run, config, layout)) for run in runs]
+        for run, run_design in zip(runs, run_designs, strict=True):
+            _check_trials_fit(run, run_design, lengths, subject.stimuli)
         designs[task] = build_trial_design(
             task, tr, run_designs, audio=subject.stimuli,
             trial_trs={stim: count_trial_trs(n, tr) for stim, n in lengths.items()},

@@ -193,6 +193,25 @@ def _bold_3d(ctx):
     return ctx.participant()
 
 
+def _bold_5_volumes(ctx):
+    img = nb.load(_bold(ctx))
+    nb.Nifti1Image(np.asanyarray(img.dataobj)[..., :5], img.affine, img.header).to_filename(
+        _bold(ctx))
+    return ctx.participant()
+
+
+def _duration_too_short(ctx):
+    events = _events(ctx)
+    lines = events.read_text().splitlines()
+    header = lines[0].split("\t")
+    col = header.index("duration")
+    rows = [line.split("\t") for line in lines[1:]]
+    for row in rows:
+        row[col] = "6.0"
+    events.write_text("\n".join(["\t".join(header)] + ["\t".join(r) for r in rows]) + "\n")
+    return ctx.participant()
+
+
 def _tr_mismatch(ctx):
     img = nb.load(_bold(ctx, run=2))
     img.header.set_zooms((3.0, 3.0, 3.0, 1.5))  # the sidecar says 2.0 s
@@ -272,6 +291,11 @@ def _nonexistent_bids_dir(ctx):
 def _output_is_bids_dir(ctx):
     ctx.out = ctx.bids
     return [ctx.bids, ctx.bids, "participant"]
+
+
+def _output_inside_bids(ctx):
+    ctx.out = ctx.bids / "results"
+    return ctx.participant()
 
 
 def _work_dir_inside_bids(ctx):
@@ -417,6 +441,14 @@ CASES: dict[str, Case] = {
     "bold_3d": Case(65, _bold_3d, ("not a 4D time series",
                                    "File: {bids}/sub-01/func/sub-01_task-music_run-1_bold.nii.gz"),
                     "give the 4D run"),
+    "bold_5_volumes": Case(65, _bold_5_volumes, (
+        "after the end of the run", "5 volumes x TR",
+        "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"),
+        "sub-01_task-music_run-1_bold.nii.gz has 5 volumes"),
+    "duration_shorter_than_audio": Case(65, _duration_too_short, (
+        "a duration of 6 s, but its audio lasts",
+        "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"),
+        "set duration to the length that was played"),
     "tr_sidecar_vs_header": Case(65, _tr_mismatch, (
         "sidecar (2.0 s) differs from the NIfTI header's (1.5 s)",
         "File: {bids}/sub-01/func/sub-01_task-music_run-2_bold.nii.gz"), "RepetitionTime"),
@@ -427,8 +459,9 @@ CASES: dict[str, Case] = {
         "holds 1 NaN or infinite value(s), the first in volume 5",
         "File: {bids}/sub-01/func/sub-01_task-music_run-1_bold.nii.gz"), "set them to 0"),
     "events_past_end_of_run": Case(65, _events_past_end, (
-        "ends at 50.00 s, after the end of the run (48.00 s)",
-        "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"), "check the onsets"),
+        "ends at 50.00 s, after the end of the run (48.00 s = 24 volumes x TR 2 s)",
+        "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"),
+        "RepetitionTime is the true TR"),
     "empty_events": Case(65, _empty_events, (
         "lists no stimulus presentations",
         "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"), "add one row per trial"),
@@ -460,6 +493,9 @@ CASES: dict[str, Case] = {
     "output_dir_is_bids_dir": Case(64, _output_is_bids_dir, (
         "output folder is the BIDS dataset folder", "File: {bids}."),
         "derivatives/bidsapp", output="unchanged"),
+    "output_dir_inside_bids_dir": Case(64, _output_inside_bids, (
+        "inside the BIDS dataset folder but not under its derivatives/",
+        "File: {bids}/results"), "derivatives/bidsapp", output="absent"),
     "work_dir_inside_bids_dir": Case(64, _work_dir_inside_bids, (
         "work folder is inside the BIDS dataset", "File: {bids}/work"),
         "outside the dataset", output="absent"),

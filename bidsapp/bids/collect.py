@@ -331,7 +331,7 @@ def _collect_run(layout, bold) -> BoldRun:
         LOGGER.warning("%s has no SliceTiming in its sidecar: slice-timing correction will be "
                        "skipped for this run (add SliceTiming, in seconds, to correct it)",
                        path.name)
-    trials = _read_trials(events, run_length=shape[3] * float(tr))
+    trials = _read_trials(events, shape[3], float(tr), path.name)
     return BoldRun(path=path, events=events, repetition_time=float(tr), n_volumes=shape[3],
                    trials=trials, metadata=metadata, entities=dict(bold.get_entities()))
 
@@ -420,7 +420,9 @@ def _check_image_data(path: Path, img, what: str = "image") -> None:
         )
 
 
-def _read_trials(events: Path, run_length: float) -> tuple[Trial, ...]:
+def _read_trials(events: Path, n_volumes: int, tr: float,
+                 bold_name: str) -> tuple[Trial, ...]:
+    run_length = n_volumes * tr
     try:
         table = pd.read_csv(events, sep="\t", na_values="n/a", keep_default_na=False,
                             dtype={"stim_file": str})
@@ -451,9 +453,11 @@ def _read_trials(events: Path, run_length: float) -> tuple[Trial, ...]:
         if onset + duration > run_length + 1e-6:
             raise BadDataError(
                 f"The trial of {row.stim_file} ends at {onset + duration:.2f} s, after the end "
-                f"of the run ({run_length:.2f} s)", path=events,
-                fix="check the onsets (seconds from the first volume) or that the BOLD run is "
-                    "complete",
+                f"of the run ({run_length:.2f} s = {n_volumes} volumes x TR {tr:g} s)",
+                path=events,
+                fix=f"check that the BOLD run is complete ({bold_name} has {n_volumes} "
+                    "volumes), that RepetitionTime is the true TR (a wrong TR changes the "
+                    "run's length in seconds), and the onsets (seconds from the first volume)",
             )
         trial_type = getattr(row, "trial_type", None)
         trials.append(Trial(onset, duration, str(row.stim_file),

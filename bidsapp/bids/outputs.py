@@ -256,6 +256,28 @@ class GroupArrays:
     warnings: list[str]
 
 
+def _read(path: Path, subject: str, dtype=None) -> np.ndarray:
+    """Return an image's data, or stop with the file and the fix when it cannot be read."""
+    try:
+        return np.asarray(nib.load(path).dataobj, dtype=dtype)
+    except Exception as exc:  # truncated gzip, bad header: nibabel and zlib raise several
+        raise BadDataError(
+            f"{path.name} cannot be read ({type(exc).__name__}: {exc}); the participant "
+            "level did not finish writing it, or it was damaged since", path=path,
+            fix=f"rerun the participant level for sub-{subject} with the same output "
+                "folder, then the group level") from exc
+
+
+def _header(path: Path, subject: str):
+    try:
+        return nib.load(path)
+    except Exception as exc:  # noqa: BLE001 - see _read
+        raise BadDataError(
+            f"{path.name} cannot be read ({type(exc).__name__}: {exc})", path=path,
+            fix=f"rerun the participant level for sub-{subject} with the same output "
+                "folder, then the group level") from exc
+
+
 def load_group_arrays(inputs: TaskInputs) -> GroupArrays:
     """Load and intersect the participants' maps of one task.
 
@@ -276,24 +298,25 @@ def load_group_arrays(inputs: TaskInputs) -> GroupArrays:
     Raises
     ------
     BadDataError
-        If a grid differs or the masks do not overlap.
+        If a file cannot be read (exit 65, naming the participant to rerun), a grid
+        differs or the masks do not overlap.
     """
     warnings: list[str] = []
     layer_ids = sorted(inputs.participants[0].layers)
     ref_path = inputs.participants[0].layers[layer_ids[0]]
-    reference = nib.load(ref_path)
+    reference = _header(ref_path, inputs.participants[0].subject)
     mask = np.ones(reference.shape[:3], dtype=bool)
     for p in inputs.participants:
         for path in [*p.layers.values(), *[x for x in (p.null, p.mask) if x is not None]]:
-            _check_grid(nib.load(path), path, reference, ref_path)
+            _check_grid(_header(path, p.subject), path, reference, ref_path)
         if p.mask is not None:
-            mask &= np.asarray(nib.load(p.mask).dataobj) > 0
+            mask &= _read(p.mask, p.subject) > 0
         else:
-            first = np.asarray(nib.load(p.layers[layer_ids[0]]).dataobj, dtype=np.float32)
+            first = _read(p.layers[layer_ids[0]], p.subject, np.float32)
             mask &= np.isfinite(first) & (first != 0)
             warnings.append(f"sub-{p.subject} has no desc-brain mask; its mask was taken as "
                             "the voxels with a finite, non-zero layer-1 map.")
-    r = np.stack([np.stack([np.asarray(nib.load(p.layers[i]).dataobj, dtype=np.float32)[mask]
+    r = np.stack([np.stack([_read(p.layers[i], p.subject, np.float32)[mask]
                             for i in layer_ids]) for p in inputs.participants])
     keep = np.isfinite(r).all(axis=(0, 1))
     nulls = None
@@ -306,7 +329,7 @@ def load_group_arrays(inputs: TaskInputs) -> GroupArrays:
     else:
         nulls = []
         for p in inputs.participants:
-            data = np.asarray(nib.load(p.null).dataobj, dtype=np.float32)
+            data = _read(p.null, p.subject, np.float32)
             nulls.append(np.atleast_2d(data.reshape(*data.shape[:3], -1)[mask].T))
             keep &= np.isfinite(nulls[-1]).all(axis=0)
     if not keep.any():

@@ -251,6 +251,13 @@ def _check_dirs(bids_dir: Path, output_dir: Path, work_dir: Path | None) -> None
             path=output_dir,
             fix="choose another output folder, e.g. <bids_dir>/derivatives/bidsapp",
         )
+    derivatives = bids_dir / "derivatives"
+    if bids_dir in output_dir.parents and derivatives not in output_dir.parents:
+        # The validator would read the derivatives as raw data on the next run (exit 16).
+        raise UsageError(
+            "The output folder is inside the BIDS dataset folder but not under its "
+            "derivatives/ folder, where BIDS keeps processed data", path=output_dir,
+            fix=f"write to {derivatives / 'bidsapp'} or to a folder outside the dataset")
     if work_dir is not None and (work_dir == bids_dir or bids_dir in work_dir.parents):
         raise UsageError(
             "The work folder is inside the BIDS dataset folder", path=work_dir,

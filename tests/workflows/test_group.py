@@ -233,3 +233,17 @@ def test_command_line_exit_code(tmp_path, run_app):
     proc = run_app(tmp_path / "bids", out, "group")
     assert proc.returncode == 65, proc.stderr
     assert "sub-03" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_truncated_participant_map_names_the_file_and_the_participant(tmp_path, run_app):
+    out, mask, rng = _random_outputs(tmp_path, n=3)
+    layer = next((out / "sub-02").rglob("*_desc-layer04_stat-r_statmap.nii.gz"))
+    layer.write_bytes(layer.read_bytes()[: len(layer.read_bytes()) // 2])
+    (tmp_path / "bids").mkdir()
+    proc = run_app(tmp_path / "bids", out, "group")
+    assert proc.returncode == 65, proc.stderr
+    assert "Traceback" not in proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("bidsapp: error:") and layer.name in message
+    assert "rerun the participant level for sub-02" in message
+    assert not (out / "group").exists() or not list((out / "group").glob("*.nii.gz"))
