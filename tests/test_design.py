@@ -63,3 +63,20 @@ def test_one_rule_for_the_time_a_volume_stands_for():
     assert volume_time(0.0, 2.0) == 0.0  # corrected to the first slice
     assert volume_time(None, 2.0) == 1.0  # uncorrected: the middle of the TR
     assert trial_trs(16000 * 22, 2.0) == 11 and trial_trs(16000 * 21 + 1, 2.0) == 11
+
+
+def test_audio_past_the_end_of_the_run_is_refused(tmp_path):
+    from bidsapp.bids.collect import BoldRun, Trial
+    from bidsapp.design import _check_trials_fit
+
+    # The events say 14 s (within one TR of the audio), the audio plays 15.9 s: 8 TRs
+    # from volume 17 need volume 24 of a 24-volume run.
+    run = BoldRun(path=tmp_path / "sub-01_task-music_run-1_bold.nii.gz",
+                  events=tmp_path / "sub-01_task-music_run-1_events.tsv", repetition_time=2.0,
+                  n_volumes=24, trials=(Trial(34.0, 14.0, "a.wav"),), metadata={}, entities={})
+    design = RunDesign(run.path.name, (34.0,), ("a.wav",), 0.875)
+    with pytest.raises(BadDataError, match="needs volumes up to 24") as exc:
+        _check_trials_fit(run, design, {"a.wav": int(15.9 * 16000)}, {"a.wav": Path("a.wav")})
+    assert exc.value.path == run.path and "24 x TR 2 s" not in str(exc.value)
+    assert "24 volumes x TR 2 s = 48.0 s" in str(exc.value)
+    _check_trials_fit(run, design, {"a.wav": 14 * 16000}, {"a.wav": Path("a.wav")})
