@@ -1,8 +1,9 @@
 """End to end on the naturalistic preset at reduced length: whole songs of unequal length.
 
-Slow: two participants of 2 runs of the preset's 16 pieces at 15 % of their length
-(13-34 s, about 450 volumes a run at TR 1 s), 4 mm voxels, through the participant and
-group levels.  As in ``test_end_to_end.py`` the simulation and the app use the untrained
+Slow: two participants of 2 runs of 16 pieces of 13 to 35.5 s, all of different lengths
+(the preset's 89-225 s songs, shortened; at 15 % the preset's pairs would round to equal
+lengths in TRs), about 450 volumes a run at TR 1 s, 4 mm voxels, through the participant
+and group levels.  As in ``test_end_to_end.py`` the simulation and the app use the untrained
 weights, whose layers are told apart at short lengths.  Checked: the design reaches the
 analysis (unequal trials, the fitted null recorded in the sidecar), every planted sphere
 peaks at its planted layer, and far from the spheres the maximum minus its permutation null
@@ -20,7 +21,8 @@ import pytest
 
 SPACE = "MNI152NLin2009aSym"
 PREFIX = f"task-music_space-{SPACE}_res-4"
-SHORT = ["--subjects", "2", "--duration-scale", "0.15", "--voxel-size", "4", "--fov", "200",
+DURATIONS = [f"{13 + 1.5 * k:g}" for k in range(16)]
+SHORT = ["--subjects", "2", "--clip-durations", *DURATIONS, "--voxel-size", "4", "--fov", "200",
          "--slices", "38", "--multiband", "2", "--t1w-voxel-size", "2", "--snr", "2",
          "--radius", "12", "--rest", "8"]
 APP = ["--output-space", SPACE, "--output-res", "4", "--normalization-quality", "fast",
