@@ -59,6 +59,11 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = _positive_float(value) if value.strip() not in {"0", "0.0"} else 0.0
+    return number
+
+
 def _fraction(value: str) -> float:
     number = _positive_float(value) if value.strip() not in {"0", "0.0"} else 0.0
     if not 0 <= number <= 1:
@@ -66,16 +71,18 @@ def _fraction(value: str) -> float:
     return number
 
 
-_MEM_UNITS = {"": 1.0, "g": 1.0, "gb": 1.0, "m": 1 / 1024, "mb": 1 / 1024, "t": 1024, "tb": 1024}
+#: GB per unit of ``--mem``; a bare number is MB, as fMRIPrep's ``--mem`` (``--mem-mb``).
+_MEM_UNITS = {"": 1 / 1024, "g": 1.0, "gb": 1.0, "m": 1 / 1024, "mb": 1 / 1024, "t": 1024,
+              "tb": 1024}
 
 
 def parse_memory(value: str) -> float:
-    """Parse a memory amount such as ``8``, ``8G``, ``8GB`` or ``8000MB`` into GB.
+    """Parse a memory amount such as ``16000`` (MB), ``8G``, ``8GB`` or ``8000MB`` into GB.
 
     Parameters
     ----------
     value : str
-        A number with an optional unit (no unit means GB, as in fMRIPrep).
+        A number with an optional unit; no unit means MB, as in fMRIPrep.
 
     Returns
     -------
@@ -101,6 +108,20 @@ def _derivative(value: str) -> tuple[str, str]:
     return name, path
 
 
+class _DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Add "(default: X)" only where the help does not say it and there is a real default.
+
+    Options default to ``None`` so that a config file can fill them; argparse's own
+    formatter would print "(default: None)" after the help's own "(default: all cores)".
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
     """Build the BIDS-Apps argument parser.
 
@@ -120,7 +141,7 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
             "Searchlight RSA of a 1D ResNet-18's layers against fMRI of music listening. "
             "Other tools: 'bidsapp simulate|train|evaluate|templates --help'."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsOnceFormatter,
     )
     parser.add_argument("bids_dir", type=Path, help="the root folder of a BIDS dataset")
     parser.add_argument("output_dir", type=Path, help="where the derivatives are written")
@@ -160,8 +181,9 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                         help="processes nipype may run at once (default: all cores)")
     g_perf.add_argument("--omp-nthreads", type=_positive_int, metavar="N",
                         help="threads each step may use (default: min(nprocs, 8))")
-    g_perf.add_argument("--mem", "--mem-gb", dest="mem_gb", type=parse_memory, metavar="MEM",
-                        help="memory limit for all processes, e.g. 16GB")
+    g_perf.add_argument("--mem", "--mem-mb", "--mem_mb", dest="mem_gb", type=parse_memory,
+                        metavar="MEM", help="memory limit for all processes: a number of MB "
+                        "as in fMRIPrep (16000), or with a unit (16GB)")
     g_perf.add_argument("--use-plugin", type=Path, metavar="YAML",
                         help="a nipype plugin file (e.g. SLURMGraph) to run the workflow with")
     g_perf.add_argument("--device", choices=["auto", "cpu", "cuda"],
@@ -186,8 +208,12 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                       help="FDR level, divided by the number of layers (default: 0.05)")
     g_wf.add_argument("--n-permutations", type=_non_negative_int, metavar="K",
                       help="trial-block permutations per participant for the group level's "
-                           "unbiased test of the maximum; each costs about one pass of the "
-                           "candidate RDMs over every searchlight, 0 skips them (default: 100)")
+                           "unbiased test of the maximum; at the study's size each costs "
+                           "about 0.28 of the searchlight's time, 0 skips them (default: 100)")
+    g_wf.add_argument("--drop-seconds", type=_non_negative_float, metavar="S",
+                      help="seconds dropped at the start of every trial, in the BOLD patterns "
+                           "and the candidate RDMs alike: the study's 6 s let the "
+                           "haemodynamic response to sound onset pass (default: 6)")
 
     g_other = parser.add_argument_group("Other options")
     g_other.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
@@ -298,7 +324,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
     for key in ("nprocs", "omp_nthreads", "mem_gb", "skip_bids_validation",
                 "stop_on_first_crash", "random_seed", "device", "output_space", "output_res",
                 "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality",
-                "interpolation", "n_permutations"):
+                "interpolation", "n_permutations", "drop_seconds"):
         value = getattr(opts, key)
         if value is not None:
             values[key] = value

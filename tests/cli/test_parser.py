@@ -73,8 +73,8 @@ def test_every_flag(dirs, tmp_path):
     assert config.normalization_quality == "fast" and config.interpolation == "trilinear"
 
 
-@pytest.mark.parametrize("text,gb", [("8", 8.0), ("8G", 8.0), ("8gb", 8.0), ("512MB", 0.5),
-                                     ("1.5T", 1536.0)])
+@pytest.mark.parametrize("text,gb", [("16000", 15.625), ("8G", 8.0), ("8gb", 8.0),
+                                     ("512MB", 0.5), ("512", 0.5), ("1.5T", 1536.0)])
 def test_parse_memory(text, gb):
     assert parse_memory(text) == pytest.approx(gb)
 
@@ -163,3 +163,21 @@ def test_config_rejects_unknown_keys():
         Config.from_dict({"bids_dir": "/a", "output_dir": "/b", "analysis_level": "group",
                           "colour": "red"})
     assert exc.value.exit_code == 64 and "colour" in str(exc.value)
+
+
+def test_drop_seconds_and_mem_as_fmriprep_users_expect(tmp_path):
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    config = parse_args([str(bids), str(tmp_path / "out"), "participant", "--drop-seconds",
+                         "4.5", "--mem", "16000"])
+    assert config.drop_seconds == 4.5 and config.mem_gb == pytest.approx(16000 / 1024)
+    assert parse_args([str(bids), str(tmp_path / "out"), "participant"]).drop_seconds == 6.0
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    assert "(default: all cores)" in text and "(default: all cores) (default" not in text
+    assert "0.28" in text  # the permutation cost agrees with docs/usage.md
