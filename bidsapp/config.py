@@ -42,6 +42,11 @@ class Config:
     use_plugin: Path | None = None
     skip_bids_validation: bool = False
     stop_on_first_crash: bool = False
+    boilerplate_only: bool = False
+    reports_only: bool = False
+    write_graph: bool = False
+    resource_monitor: bool = False
+    clean_workdir: bool = False
     random_seed: int = 0
     device: str = "auto"
     derivatives: dict[str, Path] = field(default_factory=dict)

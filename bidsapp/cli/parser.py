@@ -190,7 +190,7 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                         help="where the network and the searchlight run (default: auto)")
 
     g_wf = parser.add_argument_group("Workflow configuration")
-    g_wf.add_argument("--output-space", metavar="SPACE",
+    g_wf.add_argument("--output-spaces", "--output-space", dest="output_space", metavar="SPACE",
                       help=f"TemplateFlow template of the outputs (default: {DEFAULT_SPACE})")
     g_wf.add_argument("--output-res", type=_positive_float, metavar="MM",
                       help=f"voxel size of the outputs in mm (default: {DEFAULT_RES})")
@@ -220,6 +220,19 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                          help="where intermediate results are kept; a rerun resumes from it")
     g_other.add_argument("--stop-on-first-crash", action="store_true", default=None,
                          help="stop at the first failing node instead of running the rest")
+    g_other.add_argument("--boilerplate-only", "--boilerplate_only", action="store_true",
+                         default=None, help="check the inputs, build the workflow and write "
+                         "logs/CITATION.md, without running it")
+    g_other.add_argument("--reports-only", action="store_true", default=None,
+                         help="write the participants' HTML reports from the outputs of an "
+                              "earlier run, without running anything")
+    g_other.add_argument("--write-graph", action="store_true", default=None,
+                         help="write the workflow graph (Graphviz .dot) into the work folder")
+    g_other.add_argument("--resource-monitor", action="store_true", default=None,
+                         help="record each step's memory and CPU use (nipype's resource "
+                              "monitor) in its result in the work folder")
+    g_other.add_argument("--clean-workdir", action="store_true", default=None,
+                         help="empty the work folder before running (no resuming)")
     g_other.add_argument("--random-seed", type=int, metavar="SEED",
                          help="seed for every random choice (default: 0)")
     g_other.add_argument("--config-file", type=Path, metavar="TOML",
@@ -322,7 +335,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
         analysis_level=opts.analysis_level,
     )
     for key in ("nprocs", "omp_nthreads", "mem_gb", "skip_bids_validation",
-                "stop_on_first_crash", "random_seed", "device", "output_space", "output_res",
+                "stop_on_first_crash", "boilerplate_only", "reports_only", "write_graph",
+                "resource_monitor", "clean_workdir", "random_seed", "device", "output_space",
+                "output_res",
                 "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality",
                 "interpolation", "n_permutations", "drop_seconds"):
         value = getattr(opts, key)

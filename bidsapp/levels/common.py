@@ -130,6 +130,8 @@ def run_workflow(workflow, config: Config) -> int:
         "hash_method": "content",
     })
     # nipype's per-node chatter is for debugging; our own log says what runs.
+    if config.resource_monitor:
+        nipype_config.enable_resource_monitor()
     level = "INFO" if config.verbose else "WARNING"
     nipype_config.set("logging", "workflow_level", level)
     nipype_config.set("logging", "interface_level", level)

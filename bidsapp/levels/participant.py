@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
@@ -17,7 +19,7 @@ from bidsapp.bids.validate import validate_bids
 from bidsapp.config import Config
 from bidsapp.design import TrialDesign, subject_designs
 from bidsapp.device import resolve_device_name
-from bidsapp.errors import UsageError
+from bidsapp.errors import MissingInputError, UsageError
 from bidsapp.preproc.masks import gm_mask_from_probseg
 from bidsapp.reports import write_citation
 from bidsapp.rsa.searchlight import CHUNK_CENTERS, minimum_job_memory
@@ -123,10 +125,54 @@ def _check_memory(config: Config, designs: dict, template) -> None:
                         "use a coarser output grid (--output-res 4)")
 
 
+def clean_work_dir(config: Config) -> None:
+    """Empty the work folder (``--clean-workdir``), refusing a folder that holds other data.
+
+    Parameters
+    ----------
+    config : Config
+        The work folder and the folders it must not hold.
+
+    Raises
+    ------
+    UsageError
+        If the work folder is, or holds, the BIDS or the output folder.
+    """
+    work = config.resolved_work_dir.resolve()
+    for other in (config.bids_dir, config.output_dir):
+        other = Path(other).resolve()
+        if work == other or work in other.parents:
+            raise UsageError("--clean-workdir would delete the BIDS or the output folder, "
+                             "which the work folder holds", path=work,
+                             fix="give a work folder of its own (-w)")
+    if work.is_dir():
+        LOGGER.info("Emptying the work folder %s (--clean-workdir)", work)
+        for child in work.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+def _reports_only(config: Config, subjects: list[SubjectData], warnings: list[str]) -> int:
+    for subject in subjects:
+        if not (config.output_dir / f"sub-{subject.subject}").is_dir():
+            raise MissingInputError(
+                f"sub-{subject.subject} has no outputs to report on",
+                path=config.output_dir / f"sub-{subject.subject}",
+                fix="run the participant level without --reports-only first")
+    write_participant_reports(config, subjects, warnings)
+    return 0
+
+
 def _run_participant(config: Config, warnings: list[str]) -> int:
     prepare_dir(config.output_dir, "output folder")
+    if config.clean_workdir:
+        clean_work_dir(config)
     prepare_dir(config.resolved_work_dir, "work folder")
     subjects, designs = check_inputs(config)
+    if config.reports_only:
+        return _reports_only(config, subjects, warnings)
     write_dataset_description(config.output_dir, config.bids_dir)
     saved = save_config(config)
     LOGGER.info("Configuration saved to %s", saved)
@@ -135,6 +181,17 @@ def _run_participant(config: Config, warnings: list[str]) -> int:
     from bidsapp.workflows.participant import init_participant_wf
 
     workflow = init_participant_wf(config, subjects, designs)
+    if config.write_graph:
+        # Graphviz source (.dot): rendering it needs Graphviz, which the image need not have.
+        workflow.base_dir = str(config.resolved_work_dir)
+        workflow.write_graph(graph2use="colored", format="dot", simple_form=True)
+        LOGGER.info("Workflow graph: %s", config.resolved_work_dir / workflow.name
+                    / "graph.dot")
+    if config.boilerplate_only:
+        citation = write_citation(config.output_dir, workflow_descriptions(workflow),
+                                  section="participant")
+        LOGGER.info("Methods text (--boilerplate-only, nothing run): %s", citation)
+        return 0
     code = run_workflow(workflow, config)
     if plugin_settings(config)["plugin"].endswith("Graph"):
         # Graph plugins return once the jobs are queued; the outputs do not exist yet.
