@@ -48,7 +48,8 @@ def prepare_dir(path: Path, what: str) -> None:
         raise CannotWriteError(
             f"The {what} cannot be written ({exc.strerror})", path=path,
             fix=f"choose a {what} you can write to, with free space (in a container, mount it "
-                "read-write)",
+                "read-write; the image runs as UID 1000, so in Docker add -u $(id -u):$(id -g) "
+                "to write as yourself)",
         ) from exc
 
 
