@@ -48,7 +48,8 @@ def resolve_device_name(device: object = "auto") -> str:
         raise UsageError(f"Unknown device {device!r}", fix="use auto, cpu or cuda[:N]")
     if name.startswith("cuda") and not cuda_available():
         raise NotAvailableError(
-            f"--device {name} asks for a CUDA GPU, but torch sees none on this machine",
+            f"--device {name} asks for a CUDA GPU, but torch sees none on this machine "
+            "(no CUDA device is visible to it)",
             fix="use --device auto (GPU when present, else CPU) or --device cpu; in "
                 "Apptainer/Singularity pass --nv, in Docker --gpus all")
     return name

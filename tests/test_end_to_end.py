@@ -33,6 +33,7 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pytest
+from planted_truth import check_planted_truth
 from tree_helpers import set_read_only
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,10 +106,6 @@ def _same_hdf5(a: Path, b: Path) -> None:
     assert sorted(data_a) == sorted(data_b), a.name
     for key, value in data_a.items():
         np.testing.assert_array_equal(value, data_b[key], err_msg=f"{a.name}:{key}")
-
-
-def map_data(path: Path) -> np.ndarray:
-    return np.asanyarray(nb.load(path).dataobj)
 
 
 @pytest.mark.slow
@@ -186,34 +183,5 @@ def _participants_resume_and_group(run_app, tmp_path, bids, out):
 
 
 def _check_planted_layers(bids: Path, out: Path) -> None:
-    truth = json.loads((bids / "derivatives" / "truth" / "truth_layers.json").read_text())
-    func = [out / f"sub-{label}" / "func" for label in ("01", "02")]
-    layer_files = [sorted(f.glob(f"sub-*_{PREFIX}_desc-layer[0-9][0-9]_stat-r_statmap.nii.gz"))
-                   for f in func]
-    reference = nb.load(layer_files[0][0])
-    r = np.mean([np.stack([map_data(p) for p in files], axis=-1) for files in layer_files],
-                axis=0)
-    ijk = np.indices(reference.shape).reshape(3, -1).T
-    xyz = nb.affines.apply_affine(reference.affine, ijk).reshape(*reference.shape, 3)
-    for sphere in truth["Spheres"]:
-        # Within 5 mm of the planted center: the center voxel and its face neighbours.
-        near = np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) <= 5.0
-        mean_r = np.nanmean(r[near], axis=0)
-        assert int(np.nanargmax(mean_r)) + 1 == sphere["layer"], (sphere, mean_r)
-
-    # Null voxels (over 30 mm from every planted center): the observed maximum minus the
-    # mean of the participant's permutation null is centered at 0; the maximum itself is not.
-    far = np.ones(reference.shape, bool)
-    for sphere in truth["Spheres"]:
-        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > 30.0
-    debiased, raw = [], []
-    for f in func:
-        max_r = map_data(next(f.glob(f"sub-*_{PREFIX}_desc-maxcorr_stat-r_statmap.nii.gz")))
-        null = map_data(next(f.glob(f"sub-*_{PREFIX}_desc-maxnull_stat-r_statmap.nii.gz")))
-        keep = far & np.isfinite(max_r)
-        raw.append(max_r[keep])
-        debiased.append(max_r[keep] - null[keep].mean(axis=-1))
-    debiased, raw = np.concatenate(debiased), np.concatenate(raw)
-    assert debiased.size > 500
-    assert abs(np.median(debiased)) < 0.25 * np.std(debiased), np.median(debiased)
-    assert np.median(raw) > np.median(debiased) + 0.02
+    check_planted_truth(bids, [out / f"sub-{label}" / "func" for label in ("01", "02")],
+                        PREFIX, near_mm=5.0)
