@@ -131,6 +131,21 @@ class _Writer:
         return dseg
 
 
+def _few_participants(n: int) -> list[str]:
+    """Warn when the t-test across participants has too few degrees of freedom to trust."""
+    if n >= 4:
+        return []
+    return [f"Only {n} participants: the study's t-test across participants has {n - 1} "
+            "degree(s) of freedom, so its p-values rest on almost no estimate of the "
+            "between-participant variance; the permutation test's smallest p-value is "
+            "limited by the number of null maps. Treat the maps as descriptive."]
+
+
+def _threshold(p_threshold: float) -> str:
+    """Return the p threshold in words: a number, or that no voxel survives (BH gives 0)."""
+    return f"{p_threshold:.4g}" if p_threshold > 0 else "none: no voxel survives"
+
+
 def _positive(values: np.ndarray, significant: np.ndarray) -> np.ndarray:
     # Clusters are the voxels > 0, so a significant voxel must stay above 0.
     return np.where(significant, np.maximum(values, 1e-6), 0.0).astype(np.float32)
@@ -172,14 +187,15 @@ def test_and_write(config: Config, arrays: GroupArrays) -> GroupSection:
     tests = [InferenceMaps(
         f"Study's test: t-test of the maximum, FDR at q/{len(names)}",
         f"Right-sided one-sample t-test of each voxel's maximum r over layers against 0, "
-        f"Benjamini-Hochberg at q/L = {study.q_per_layer:g} (p <= {study.p_threshold:.3g}). "
+        f"Benjamini-Hochberg at q/L = {study.q_per_layer:g} (p threshold "
+        f"{_threshold(study.p_threshold)}). "
         "Biased upward: the maximum of L noisy correlations exceeds 0 without any effect.",
         activation, out.layer_maps("", sig, study, **meta),
         out.image(_positive(study.t, sig)), "t", int(sig.sum()), out.written[first:])]
     parameters = {"participants": ", ".join(out.common["Participants"]),
                   "layers": ", ".join(names), "voxels analysed": int(arrays.mask.sum()),
                   "FDR q": q, "study: q / n_layers": study.q_per_layer,
-                  "study: p threshold": f"{study.p_threshold:.4g}"}
+                  "study: p threshold": _threshold(study.p_threshold)}
     if arrays.nulls is not None:
         first = len(out.written)
         perm = stats.permutation_statistics(study.max_r, arrays.nulls, q,
@@ -203,13 +219,14 @@ def test_and_write(config: Config, arrays: GroupArrays) -> GroupSection:
             "Group-mean maximum r against the means of null maps drawn one per participant "
             f"from block permutations of the trials ({perm.n_draws} draws"
             f"{', exhaustive' if perm.exhaustive else ''}), Benjamini-Hochberg at q "
-            f"(p <= {perm.p_threshold:.3g}). Unbiased: the null has the same maximum.",
+            f"(p threshold {_threshold(perm.p_threshold)}). Unbiased: the null has the same "
+            "maximum.",
             perm_activation, out.layer_maps("perm", psig, study, **meta),
             out.image(_positive(perm.debiased_max_r, psig)), "debiased r",
             int(psig.sum()), out.written[first:]))
         parameters.update({
             "permutations per participant": ", ".join(str(n.shape[0]) for n in arrays.nulls),
-            "group draws": perm.n_draws, "permutation: p threshold": f"{perm.p_threshold:.4g}",
+            "group draws": perm.n_draws, "permutation: p threshold": _threshold(perm.p_threshold),
             "random seed": config.random_seed})
     sidecars = [m for p in inputs.participants for m in p.metadata.values()]
     for key in ("SearchlightSize", "NumberOfTRs", "WeightsStatus", "WeightsSHA256",
@@ -223,7 +240,8 @@ def test_and_write(config: Config, arrays: GroupArrays) -> GroupSection:
         title=" ".join(f"{k}-{v}" for k, v in inputs.entities), space=inputs.space or "",
         layer_names=names, r_by_layer=[arrays.r[:, k, sample] for k in range(len(names))],
         parameters=parameters, tests=tests,
-        warnings=arrays.warnings + weights_warnings(sidecars))
+        warnings=arrays.warnings + _few_participants(len(inputs.participants))
+        + weights_warnings(sidecars))
 
 
 def run_group_level(config: Config, subjects: list[str]) -> int:

@@ -175,6 +175,20 @@ def test_without_nulls_only_the_study_test_runs(tmp_path):
     assert "permutation test was skipped" in (out / "group.html").read_text()
 
 
+def test_two_participants_are_flagged_and_an_empty_result_is_said_in_words(tmp_path):
+    rng = np.random.default_rng(1)
+    mask = np.zeros((6, 6, 6), bool)
+    mask[1:5, 1:5, 1:5] = True
+    out = output_dir(tmp_path)
+    for label in ("01", "02"):  # pure noise around 0: nothing survives
+        write_participant(out, label, rng.normal(0, 0.05, (10, mask.sum())), mask)
+    assert run_group_level(config_for(out), ["sub-01", "sub-02"]) == 0
+    html = " ".join((out / "group.html").read_text().split())
+    assert "Only 2 participants" in html and "1 degree(s) of freedom" in html
+    assert "p threshold none: no voxel survives" in html
+    assert "p threshold</th><td>0<" not in html.replace(" ", "")
+
+
 def _expect(error, match, out, subjects, **kwargs):
     with pytest.raises(error, match=match) as info:
         run_group_level(config_for(out, **kwargs), subjects)
