@@ -234,7 +234,7 @@ DURATION_TOLERANCE_SECONDS = 1.0
 
 
 def _check_trials_fit(run: BoldRun, design: RunDesign, lengths: Mapping[str, int],
-                      audio: Mapping[str, Path]) -> None:
+                      trial_trs: Mapping[str, int], audio: Mapping[str, Path]) -> None:
     """Stop unless every trial's audio fits in its run and matches its events' duration."""
     tr = run.repetition_time
     for trial in run.trials:
@@ -246,8 +246,7 @@ def _check_trials_fit(run: BoldRun, design: RunDesign, lengths: Mapping[str, int
                 "reads the trial for as long as the audio plays", path=run.events,
                 fix="set duration to the length that was played, or cut the audio file to "
                     f"what was played ({audio[trial.stim_file].name})")
-        stop = (first_volume(trial.onset, tr, design.start_time)
-                + count_trial_trs(lengths[trial.stim_file], tr))
+        stop = first_volume(trial.onset, tr, design.start_time) + trial_trs[trial.stim_file]
         if stop > run.n_volumes:
             raise BadDataError(
                 f"The trial of {trial.stim_file} at {trial.onset:g} s plays {seconds:.2f} s of "
@@ -292,13 +291,13 @@ def subject_designs(subject: SubjectData, config: Config) -> dict[str, TrialDesi
     for task in subject.tasks:
         runs = [run for run in subject.bold if run.task == task]
         tr = runs[0].repetition_time
+        trial_trs = {stim: count_trial_trs(n, tr) for stim, n in lengths.items()}
         run_designs = [RunDesign(run.path.name, tuple(t.onset for t in run.trials),
                                  tuple(t.stim_file for t in run.trials),
                                  run_volume_time(run, config, layout)) for run in runs]
         for run, run_design in zip(runs, run_designs, strict=True):
-            _check_trials_fit(run, run_design, lengths, subject.stimuli)
-        designs[task] = build_trial_design(
-            task, tr, run_designs, audio=subject.stimuli,
-            trial_trs={stim: count_trial_trs(n, tr) for stim, n in lengths.items()},
-            drop_seconds=config.drop_seconds)
+            _check_trials_fit(run, run_design, lengths, trial_trs, subject.stimuli)
+        designs[task] = build_trial_design(task, tr, run_designs, audio=subject.stimuli,
+                                           trial_trs=trial_trs,
+                                           drop_seconds=config.drop_seconds)
     return designs

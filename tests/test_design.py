@@ -76,7 +76,8 @@ def test_audio_past_the_end_of_the_run_is_refused(tmp_path):
                   n_volumes=24, trials=(Trial(34.0, 14.0, "a.wav"),), metadata={}, entities={})
     design = RunDesign(run.path.name, (34.0,), ("a.wav",), 0.875)
     with pytest.raises(BadDataError, match="needs volumes up to 24") as exc:
-        _check_trials_fit(run, design, {"a.wav": int(15.9 * 16000)}, {"a.wav": Path("a.wav")})
+        _check_trials_fit(run, design, {"a.wav": int(15.9 * 16000)}, {"a.wav": 8},
+                          {"a.wav": Path("a.wav")})
     assert exc.value.path == run.path
     assert "the run has 24 volumes (24 x TR 2 s = 48.0 s)" in str(exc.value)
-    _check_trials_fit(run, design, {"a.wav": 14 * 16000}, {"a.wav": Path("a.wav")})
+    _check_trials_fit(run, design, {"a.wav": 14 * 16000}, {"a.wav": 7}, {"a.wav": Path("a.wav")})

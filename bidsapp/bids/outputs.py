@@ -256,26 +256,27 @@ class GroupArrays:
     warnings: list[str]
 
 
+def _unreadable(path: Path, subject: str, exc: Exception, why: str = "") -> BadDataError:
+    return BadDataError(
+        f"{path.name} cannot be read ({type(exc).__name__}: {exc}){why}", path=path,
+        fix=f"rerun the participant level for sub-{subject} with the same output folder, "
+            "then the group level")
+
+
 def _read(path: Path, subject: str, dtype=None) -> np.ndarray:
     """Return an image's data, or stop with the file and the fix when it cannot be read."""
     try:
         return np.asarray(nib.load(path).dataobj, dtype=dtype)
     except Exception as exc:  # truncated gzip, bad header: nibabel and zlib raise several
-        raise BadDataError(
-            f"{path.name} cannot be read ({type(exc).__name__}: {exc}); the participant "
-            "level did not finish writing it, or it was damaged since", path=path,
-            fix=f"rerun the participant level for sub-{subject} with the same output "
-                "folder, then the group level") from exc
+        raise _unreadable(path, subject, exc, "; the participant level did not finish "
+                          "writing it, or it was damaged since") from exc
 
 
 def _header(path: Path, subject: str):
     try:
         return nib.load(path)
     except Exception as exc:  # noqa: BLE001 - see _read
-        raise BadDataError(
-            f"{path.name} cannot be read ({type(exc).__name__}: {exc})", path=path,
-            fix=f"rerun the participant level for sub-{subject} with the same output "
-                "folder, then the group level") from exc
+        raise _unreadable(path, subject, exc) from exc
 
 
 def load_group_arrays(inputs: TaskInputs) -> GroupArrays:

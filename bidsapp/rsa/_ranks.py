@@ -216,14 +216,12 @@ def reorder_columns(columns: np.ndarray, norms: np.ndarray,
     pairs = layout.off_diagonal
     for k, order in enumerate(orders):
         gather = position[order[layout.rows], order[layout.cols]]
-        block = slice(k * n_layers, (k + 1) * n_layers)
-        out[:, block] = columns[gather]
+        out[:, k * n_layers:(k + 1) * n_layers] = columns[gather]
         if np.array_equal(np.sort(order), np.arange(n_trs)):
             continue
         onto_diagonal = (order[layout.rows] == order[layout.cols])[pairs]
         for layer in range(n_layers):
-            if not np.isfinite(norms[layer]) or norms[layer] == 0:
-                out[:, k * n_layers + layer] = 0.0
+            if not norms[layer] > 0:  # NaN or constant: its column is zeros, gathered or not
                 continue
             keys = out[pairs, k * n_layers + layer]
             keys[onto_diagonal] = -np.inf
