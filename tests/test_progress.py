@@ -11,7 +11,7 @@ import pytest
 from bidsapp.design import RunDesign, build_trial_design
 from bidsapp.progress import Progress, format_duration
 from bidsapp.rsa import searchlight
-from bidsapp.stats import null_passes, participant_null
+from bidsapp.stats import participant_null
 
 
 class FakeClock:
@@ -129,24 +129,32 @@ def test_null_reports_every_center_in_every_pass():
     patterns, nbrs, rdms = _data()
     counts = []
     engine = functools.partial(searchlight, device="cpu", n_jobs=1)
-    # A batch bound that holds 2 permutations: 5 permutations take 3 passes.
-    per_permutation = 3 * 12 * 13 // 2 * 8
+    # The bidsapp engine takes every permutation in one pass, whatever the batch bound.
     null = participant_null(patterns, nbrs, rdms, [4, 4, 4], 5, 0, engine,
-                            max_batch_bytes=2 * per_permutation, progress=counts.append)
+                            max_batch_bytes=1, progress=counts.append)
+    assert sum(counts) == len(nbrs)
+
+    # An engine that takes whole RDMs: a bound that holds 2 permutations makes 3 passes.
+    def plain_engine(patterns, neighbors, candidate_rdms, progress=None):
+        return searchlight(patterns, neighbors, candidate_rdms, device="cpu", n_jobs=1,
+                           progress=progress)
+
+    counts.clear()
+    per_permutation = 3 * 12 * 12 * 8
+    plain = participant_null(patterns, nbrs, rdms, [4, 4, 4], 5, 0, plain_engine,
+                             max_batch_bytes=2 * per_permutation, progress=counts.append)
     assert sum(counts) == 3 * len(nbrs)
-    assert null_passes(12, 3, 5, max_batch_bytes=2 * per_permutation) == 3
-    plain = participant_null(patterns, nbrs, rdms, [4, 4, 4], 5, 0, engine,
-                             max_batch_bytes=2 * per_permutation)
-    np.testing.assert_array_equal(null.max_r, plain.max_r)
+    np.testing.assert_allclose(null.max_r, plain.max_r, rtol=0, atol=1e-6)
 
 
-def test_null_under_a_tight_memory_budget_makes_more_passes_with_the_same_values(
+def test_null_under_a_tight_memory_budget_stacks_fewer_targets_with_the_same_values(
         tmp_path, caplog, monkeypatch):
-    """``--mem`` reaches the searchlight job as ``mem_gb``: more, smaller passes, same null."""
+    """``--mem`` reaches the searchlight job as ``mem_gb``: smaller stacks, same null."""
     from bidsapp.interfaces.rsa import SearchlightChunk
+    from bidsapp.rsa.searchlight import MIN_STACK, null_engine_memory
 
     caplog.set_level(logging.INFO, logger="bidsapp")
-    patterns, nbrs, rdms = _data(n_centers=30, n_trs=40, n_voxels=200, sphere=20)
+    patterns, nbrs, rdms = _data(n_centers=60, n_trs=40, n_voxels=200, sphere=20)
     np.save(tmp_path / "patterns.npy", patterns)
     np.save(tmp_path / "neighbors.npy", nbrs.astype(np.int32))
     np.save(tmp_path / "rdms.npy", rdms)
@@ -154,12 +162,8 @@ def test_null_under_a_tight_memory_budget_makes_more_passes_with_the_same_values
                                                          tuple("abcd"), 1.0)],
                                 audio={s: f"{s}.wav" for s in "abcd"},
                                 trial_trs=dict.fromkeys("abcd", 10), drop_seconds=0)
-    from bidsapp.rsa.searchlight import estimate_memory
-
-    # Room for the fixed part and about 2.5 permutations' candidates, output and buffers.
-    fixed = estimate_memory(40, 200, 30, 20, 6, n_jobs=1, device="cpu")
-    per_permutation = 3 * estimate_memory(40, 0, 30, 0, 64, n_jobs=0) / 64
-    tight = (fixed + 2.5 * per_permutation) / 2**30
+    # Room for the smallest stack only.
+    tight = null_engine_memory(40, 200, 60, 20, 3, 13, stack_rows=MIN_STACK) / 2**30
     nulls = {}
     for name, extra in (("free", {}), ("tight", {"mem_gb": tight})):
         folder = tmp_path / name
@@ -167,13 +171,13 @@ def test_null_under_a_tight_memory_budget_makes_more_passes_with_the_same_values
         monkeypatch.chdir(folder)
         node = SearchlightChunk(patterns=str(tmp_path / "patterns.npy"),
                                 neighbors=str(tmp_path / "neighbors.npy"),
-                                candidate_rdms=str(tmp_path / "rdms.npy"), chunk=(0, 30),
+                                candidate_rdms=str(tmp_path / "rdms.npy"), chunk=(0, 60),
                                 device="cpu", n_permutations=12, seed=3,
                                 design=design.to_dict(), **extra)
         result = node.run(cwd=str(folder))
         nulls[name] = np.load(result.outputs.null)["max_r"]
-    passes = [r.getMessage() for r in caplog.records if "pass(es) over the centres" in
+    stacks = [r.getMessage() for r in caplog.records if "target RDMs at a time" in
               r.getMessage()]
-    assert "in 1 pass(es)" in passes[0]
-    assert "in 6 pass(es)" in passes[1], passes[1]  # 2 of the 12 permutations per pass
+    assert "in one pass, 60 target RDMs at a time" in stacks[0], stacks[0]
+    assert f"in one pass, {MIN_STACK} target RDMs at a time" in stacks[1], stacks[1]
     np.testing.assert_array_equal(nulls["free"], nulls["tight"])

@@ -26,10 +26,9 @@ from bidsapp.errors import BadDataError
 from bidsapp.progress import Progress
 from bidsapp.rsa import neighbors, searchlight
 from bidsapp.rsa.maps import best_layer, layer_lookup_tsv, to_volume
-from bidsapp.rsa.searchlight import estimate_memory
+from bidsapp.rsa.searchlight import estimate_memory, null_engine_memory, null_stack_rows
 from bidsapp.rsa.timeseries import RunTrials, masked_volumes, stacked_patterns
-from bidsapp.stats import null_passes, participant_null, permutation_scheme
-from bidsapp.stats.permutation import permutation_bytes
+from bidsapp.stats import participant_null, permutation_scheme
 
 
 class _PreparePatternsInputSpec(BaseInterfaceInputSpec):
@@ -103,8 +102,8 @@ class _SearchlightChunkInputSpec(BaseInterfaceInputSpec):
     seed = traits.Int(0, usedefault=True, desc="seed of the permutations, same for every chunk")
     design = traits.Dict(desc="the task's TrialDesign (TrialDesign.to_dict): the trial "
                               "lengths the null permutes; needed for the null")
-    mem_gb = traits.Float(desc="memory this job may hold (its node's mem_gb); bounds the "
-                               "permutations per pass of the null")
+    mem_gb = traits.Float(desc="memory this job may hold (its node's mem_gb); sizes the "
+                               "null's stack of target RDMs")
 
 
 class _SearchlightChunkOutputSpec(TraitedSpec):
@@ -128,7 +127,7 @@ class SearchlightChunk(SimpleInterface):
             result, self._results["null"] = self._null(patterns, np.asarray(nbrs), rdms, start,
                                                        Path(runtime.cwd))
         else:
-            progress = self._progress(patterns.shape, nbrs.shape, rdms.shape[0], 0, 1)
+            progress = self._progress(patterns.shape, nbrs.shape, rdms.shape[0], 0)
             result = searchlight(patterns, np.asarray(nbrs), rdms, device=self.inputs.device,
                                  n_jobs=self.inputs.n_jobs, progress=progress.advance)
         out = Path(runtime.cwd) / f"correlations_{start:07d}.npy"
@@ -136,28 +135,42 @@ class SearchlightChunk(SimpleInterface):
         self._results["correlations"] = str(out)
         return runtime
 
-    def _progress(self, patterns_shape, nbrs_shape, n_layers, n_permutations, passes):
+    def _progress(self, patterns_shape, nbrs_shape, n_layers, n_permutations):
         """Log what the chunk will compute and its memory; return its progress counter."""
         start, stop = self.inputs.chunk
         n_trs, n_voxels = patterns_shape
         n_centers, sphere = nbrs_shape
-        columns = n_layers * (1 + -(-n_permutations // passes))
-        memory = estimate_memory(n_trs, n_voxels, n_centers, sphere, columns,
-                                 n_jobs=self.inputs.n_jobs, device=self.inputs.device)
-        what = (f"{n_permutations} permutations and the observed maps in {passes} pass(es) "
-                f"over the centres" if n_permutations else "the observed maps")
-        label = f"Searchlight, centres {start}-{stop}"
         on_cpu = resolve_device_name(self.inputs.device) == "cpu"
+        if n_permutations and on_cpu:
+            rows = null_stack_rows(n_trs, n_voxels, n_centers, sphere, n_layers,
+                                   n_permutations + 1, n_jobs=self.inputs.n_jobs,
+                                   memory=self._memory())
+            memory = null_engine_memory(n_trs, n_voxels, n_centers, sphere, n_layers,
+                                        n_permutations + 1, stack_rows=rows,
+                                        n_jobs=self.inputs.n_jobs)
+            what = (f"{n_permutations} permutations and the observed maps in one pass, "
+                    f"{rows} target RDMs at a time")
+        else:
+            columns = n_layers * (1 + n_permutations)
+            memory = estimate_memory(n_trs, n_voxels, n_centers, sphere, columns,
+                                     n_jobs=self.inputs.n_jobs, device=self.inputs.device)
+            what = (f"{n_permutations} permutations and the observed maps" if n_permutations
+                    else "the observed maps")
+        label = f"Searchlight, centres {start}-{stop}"
         logging.getLogger("bidsapp").info(
             "%s: T = %d TRs, %d layers, spheres of %d voxels; %s; on %s; engine memory about "
             "%.0f MB", label, n_trs, n_layers, sphere, what,
             f"CPU, {self.inputs.n_jobs} thread(s)" if on_cpu else "the GPU", memory / 2**20)
         return Progress(
-            label, n_centers * passes, "centres" if passes == 1 else "centre-passes",
+            label, n_centers, "centres",
             warn_after=LONG_STEP_SECONDS if on_cpu else None,
             advice="To shorten it: a GPU (--device cuda), a cluster that runs the chunks as "
                    "parallel jobs (--use-plugin, docs/hpc.md), fewer permutations "
                    "(--n-permutations), or a coarser output grid (--output-res 4).")
+
+    def _memory(self) -> int | None:
+        """Bytes the engine may hold: the node's ``mem_gb`` (from ``--mem``), if set."""
+        return int(self.inputs.mem_gb * 2**30) if isdefined(self.inputs.mem_gb) else None
 
     def _null(self, patterns, nbrs, rdms, start, cwd):
         """Return the chunk's maps and the path of its permutation null."""
@@ -168,43 +181,17 @@ class SearchlightChunk(SimpleInterface):
         logging.getLogger("bidsapp").info(
             "Permutation null: %d permutations (%s) of %d trials for %d centers",
             n_perm, permutation_scheme(lengths), len(lengths), len(nbrs))
-        batch_bytes = self._batch_bytes(patterns.shape, nbrs.shape, rdms.shape[0])
-        passes = null_passes(patterns.shape[0], rdms.shape[0], n_perm, batch_bytes)
-        progress = self._progress(patterns.shape, nbrs.shape, rdms.shape[0], n_perm, passes)
+        progress = self._progress(patterns.shape, nbrs.shape, rdms.shape[0], n_perm)
         null = participant_null(
             patterns, nbrs, rdms, lengths, n_perm, self.inputs.seed,
-            functools.partial(searchlight, device=self.inputs.device, n_jobs=self.inputs.n_jobs),
-            with_observed=True, progress=progress.advance, max_batch_bytes=batch_bytes)
+            functools.partial(searchlight, device=self.inputs.device, n_jobs=self.inputs.n_jobs,
+                              memory=self._memory()),
+            with_observed=True, progress=progress.advance)
         out = cwd / f"null_{start:07d}.npz"
         np.savez(out, max_r=null.max_r, block_orders=null.block_orders)
         return null.observed, str(out)
 
-    def _batch_bytes(self, patterns_shape, nbrs_shape, n_layers) -> int:
-        """Bytes of permuted candidates per pass: 1 GiB, less when ``mem_gb`` is tighter.
 
-        What the engine holds besides the candidates (patterns, keys, buffers) comes off
-        the budget first; at least one permutation per pass, however small the budget.
-        """
-        if not isdefined(self.inputs.mem_gb):
-            return MAX_BATCH_BYTES
-        n_trs, n_voxels = patterns_shape
-        fixed = estimate_memory(n_trs, n_voxels, nbrs_shape[0], nbrs_shape[1], 2 * n_layers,
-                                n_jobs=self.inputs.n_jobs, device=self.inputs.device)
-        # The permutations' share, with the output and thread buffers they bring along.
-        per_column = estimate_memory(n_trs, 0, nbrs_shape[0], 0, 64, n_jobs=0) / 64
-        room = self.inputs.mem_gb * 2**30 - fixed
-        one = permutation_bytes(n_trs, n_layers)
-        if room < n_layers * per_column:
-            logging.getLogger("bidsapp").warning(
-                "The searchlight job needs about %.1f GB with one permutation per pass, more "
-                "than the %.1f GB it has under --mem: give more memory (--mem), fewer jobs at "
-                "once (--nprocs), or a coarser grid (--output-res)",
-                (fixed + n_layers * per_column) / 2**30, self.inputs.mem_gb)
-        return int(min(MAX_BATCH_BYTES, max(one, room / per_column * one / n_layers)))
-
-
-#: Permuted candidates per pass of the null when memory is not tight (T = 496: all 100).
-MAX_BATCH_BYTES = 2**30
 #: A step estimated to run longer than this on CPU gets a warning naming what shortens it.
 LONG_STEP_SECONDS = 3 * 3600
 

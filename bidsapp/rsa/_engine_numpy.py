@@ -29,7 +29,13 @@ import torch
 from scipy.linalg.lapack import dsfrk, ssfrk
 from threadpoolctl import threadpool_limits
 
-from ._ranks import doubled_centered_from_sorted, doubled_centered_ranks, pair_layout
+from ._ranks import (
+    PairLayout,
+    PermutedCandidates,
+    doubled_centered_from_sorted,
+    doubled_centered_ranks,
+    pair_layout,
+)
 
 # Centers whose target ranks are stacked for one product with the candidate columns: enough to
 # read the (pairs x L) candidate columns once per several centers, few enough to stay in cache.
@@ -38,6 +44,9 @@ from ._ranks import doubled_centered_from_sorted, doubled_centered_ranks, pair_l
 _STACK = 8
 _STACK_MANY = 64
 _MANY_COLUMNS = 64
+# Pairs of TRs per tile of a permutation null's product: the tile's gathered candidates, K x L
+# float32 per pair (~65 MB at K = 101, L = 10), stay in the last-level cache's reach.
+TILE_PAIRS = 16384
 # Largest counting-sort table (entries): ~n**3 / 6 for n voxels, 128 MB at this bound (n ~ 460).
 _MAX_TABLE = 2**24
 
@@ -222,3 +231,137 @@ def _flush(work: _Work, filled: int, columns: np.ndarray, norms: np.ndarray,
         values = products / np.sqrt(work.stack_sq[:filled])[:, None] / norms
     values[work.stack_bad[:filled]] = np.nan
     out[...] = values
+
+
+def run_numpy_orders(keys: np.ndarray, neighbors: np.ndarray, cands: PermutedCandidates,
+                     method: str, stack_rows: int, n_jobs: int, out: np.ndarray,
+                     progress: Callable[[int], None] | None = None) -> None:
+    """Fill ``out`` (n_centers, K * L) with the map values of a permutation null.
+
+    The target ranks of ``stack_rows`` centers are built by ``n_jobs`` threads into one
+    float32 stack (exact integers for T up to 4,096), then multiplied by the K x L reordered
+    candidates tile by tile: each tile of pairs is gathered once per stack from
+    ``cands.blocks`` by the orders, and the product runs on ``n_jobs`` BLAS threads.  Each
+    target RDM is thus built and ranked once, whatever K; the candidates are never held as
+    K x L columns.  Orders that are the identity (the observed maps) are multiplied in
+    float64 with the exact columns, as :func:`run_numpy` does; the others in float32, with
+    float64 sums over tiles (relative error ~1e-6, see ``docs/searchlight.md``).
+
+    Parameters
+    ----------
+    keys : numpy.ndarray
+        uint32 (V, T) order keys of the patterns.
+    neighbors : numpy.ndarray
+        intp (n_centers, n): every row a full sphere (no padding).
+    cands : PermutedCandidates
+        From :func:`._ranks.permuted_candidates`.
+    method : {'spearman', 'pearson'}
+        How the target RDM is compared with the candidates.
+    stack_rows : int
+        Centers whose target ranks are held at once (4 T (T + 1) / 2 bytes each).
+    n_jobs : int
+        Threads.
+    out : numpy.ndarray
+        float32 (n_centers, K * L), written in place.
+    progress : callable, optional
+        Called with the number of centers of each stack once it is done.
+    """
+    n_trs = keys.shape[1]
+    layout = pair_layout(n_trs)
+    n_rfp = len(layout.rows)
+    # Stacks of equal size: a small last stack would cost a whole gather for a few centers.
+    n_stacks = -(-len(neighbors) // max(1, stack_rows))
+    stack_rows = -(-len(neighbors) // n_stacks)
+    stack = np.empty((stack_rows, n_rfp), dtype=np.float32)
+    squares = np.empty(stack_rows)
+    bad = np.zeros(stack_rows, dtype=bool)
+    works = [_Work(n_trs, neighbors.shape[1], 1) for _ in range(n_jobs)]
+    # Each thread multiplies the whole stack by the columns of its own share of the orders,
+    # with single-threaded BLAS: no thread waits on another within a stack, and each gathers
+    # only the columns it multiplies.
+    shares = [_OrderShare(cands, part, min(TILE_PAIRS, n_rfp))
+              for part in np.array_split(np.arange(len(cands.orders)), n_jobs) if len(part)]
+
+    def fill(first: int, stop: int, work: _Work, offset: int) -> None:
+        row64 = work.stack[0]
+        for center in range(first, stop):
+            slot = center - offset
+            tied = _voxel_ranks(keys, neighbors[center], work)
+            work.sfrk(n_trs, work.n_voxels, 1.0, work.ranks.reshape(n_trs, work.n_voxels).T,
+                      0.0, work.gram, trans="T", overwrite_c=1)
+            if method == "spearman" and not tied and work.counting:
+                _counting_ranks(work, row64)
+                bad[slot] = False
+            else:
+                bad[slot] = _general_target(work, row64, method)
+                if bad[slot]:
+                    row64[...] = 0.0
+            row64[layout.diagonal] = 0.0
+            squares[slot] = row64 @ row64
+            stack[slot] = row64
+
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool, \
+            threadpool_limits(limits=1, user_api="blas"):
+        for start in range(0, len(neighbors), stack_rows):
+            stop = min(start + stack_rows, len(neighbors))
+            filled = stop - start
+            bounds = np.linspace(start, stop, n_jobs + 1).astype(int)
+            list(pool.map(fill, bounds[:-1], bounds[1:], works, [start] * n_jobs))
+            stacked = [stack[:filled]] * len(shares)
+            values = np.concatenate(list(pool.map(
+                _OrderShare.correlate, shares, stacked, [layout] * len(shares))), axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values /= np.sqrt(squares[:filled])[:, None]
+                values /= cands.norms
+            values[bad[:filled]] = np.nan
+            out[start:stop] = values
+            if progress is not None:
+                progress(filled)
+
+
+class _OrderShare:
+    """One thread's share of a null's orders: its buffers and its part of the product."""
+
+    def __init__(self, cands: PermutedCandidates, orders: np.ndarray, tile: int) -> None:
+        self.cands, self.tile = cands, tile
+        self.n_trs = cands.orders.shape[1]
+        self.n_layers = len(cands.column_norms)
+        own = cands.orders[orders]
+        self.identity = np.flatnonzero((own == np.arange(self.n_trs)).all(axis=1))
+        # T x T < 2**31 for T < 46,341: int32 rows halve the index's memory traffic.
+        self.by_tr = np.ascontiguousarray(own.T, dtype=np.int32)  # (T, k): order[:, t]
+        self.index = np.empty((tile, len(orders)), dtype=np.int32)
+        self.gathered = [np.empty((tile, len(orders), block.shape[1]), dtype=np.float32)
+                         for block in cands.blocks]
+        # The gather takes whole rows of a block as single items of 4 to 32 bytes.
+        self.items = [block.view(np.dtype((np.void, block.shape[1] * 4))).reshape(-1)
+                      for block in cands.blocks]
+        self.targets = [g.view(np.dtype((np.void, g.shape[2] * 4))).reshape(tile, -1)
+                        for g in self.gathered]
+        self.widths = np.cumsum([0] + [block.shape[1] for block in cands.blocks])
+
+    def correlate(self, stack: np.ndarray, layout: PairLayout) -> np.ndarray:
+        """Return the (B, k * L) float64 products of the stacked targets with the share."""
+        n_rfp = stack.shape[1]
+        n_orders = self.index.shape[1]
+        sums = np.zeros((len(stack), n_orders, self.n_layers))
+        exact = np.zeros((len(stack), self.n_layers))
+        index = self.index
+        for first in range(0, n_rfp, self.tile):
+            last = min(first + self.tile, n_rfp)
+            width = last - first
+            # Row order[j] * T + order[i] of the symmetric matrix: consecutive pairs of a tile
+            # share j and have consecutive i, so they gather consecutive rows.
+            np.take(self.by_tr, layout.cols[first:last], axis=0, out=index[:width])
+            index[:width] *= self.n_trs
+            index[:width] += self.by_tr[layout.rows[first:last]]
+            part = stack[:, first:last]
+            for b, (item, target) in enumerate(zip(self.items, self.targets, strict=True)):
+                np.take(item, index[:width], out=target[:width], mode="clip")
+                product = part @ self.gathered[b][:width].reshape(width, -1)
+                sums[:, :, self.widths[b]:self.widths[b + 1]] += product.reshape(
+                    len(stack), n_orders, -1)
+            if len(self.identity):
+                exact += part.astype(np.float64) @ self.cands.columns[first:last]
+        sums[:, self.identity] = exact[:, None]
+        return sums.reshape(len(stack), -1)

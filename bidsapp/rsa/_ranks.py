@@ -178,17 +178,97 @@ def prepare_candidates(candidate_rdms: np.ndarray, method: str) -> tuple[np.ndar
     return columns, norms
 
 
+@dataclass(frozen=True)
+class PermutedCandidates:
+    """The candidates of a permutation null, kept once and gathered per TR order on demand.
+
+    Reordering a candidate RDM by a TR order (``rdm[order][:, order]``) moves its values: the
+    reordered RDM's ranked column is a gather of the ranked original.  Kept here: each layer's
+    ranked RDM as a full symmetric T x T matrix (both triangles, so that pairs of neighbouring
+    TRs stay neighbours in memory whatever the order), the orders, and the norm of every
+    reordered column.  K orders then cost T x T x L floats, not K x L columns.
+    """
+
+    blocks: tuple[np.ndarray, ...]
+    """float32 (T * T, w) arrays of w = 8, 4, 2 or 1 consecutive layers, L in all: layer l's
+    doubled centered ranks (or centered values) of pair (i, j) in row ``i * T + j``, its
+    smallest value on the diagonal (see :func:`permuted_candidates`).  A row of 8 layers is
+    32 bytes: numpy gathers rows of 1 to 32 bytes without a call per row."""
+    orders: np.ndarray
+    """int32 (K, T): the TR orders."""
+    norms: np.ndarray
+    """float64 (K * L,): the norm, about its mean, of the L reordered columns of each order."""
+    columns: np.ndarray
+    """float64 (T (T + 1) / 2, L): the columns as given (:func:`prepare_candidates`), for
+    orders that are the identity, which are computed exactly in float64."""
+    column_norms: np.ndarray
+    """float64 (L,): their norms."""
+
+
+def permuted_candidates(columns: np.ndarray, norms: np.ndarray,
+                        orders: np.ndarray) -> PermutedCandidates:
+    """Prepare the candidates of a permutation null for gathering.
+
+    An order that permutes the TRs maps the off-diagonal pairs one to one onto each other: the
+    reordered column holds the original ranks, exactly those :func:`prepare_candidates` gives
+    the reordered RDM.  An order that repeats TRs (:func:`bidsapp.stats.fitted_index`) maps
+    some pairs twice, others not at all, and pairs of a TR with itself onto the diagonal: the
+    reordered column keeps the ranks of the original RDM where it gathered them, and a pair
+    of a TR with itself takes the layer's smallest value (the most similar pair).  Its norm is
+    taken about its own mean, so that the correlation is a Pearson correlation with those
+    values; they are not ranked again (``docs/statistics.md``).
+
+    Parameters
+    ----------
+    columns, norms : numpy.ndarray
+        (m, L) columns and (L,) norms from :func:`prepare_candidates`.
+    orders : numpy.ndarray
+        int (K, T): TR indices; the reordered RDM is ``rdm[order][:, order]``.
+
+    Returns
+    -------
+    PermutedCandidates
+    """
+    n_orders, n_trs = orders.shape
+    n_layers = columns.shape[1]
+    pairs = pair_layout(n_trs).off_diagonal
+    full = _full_matrices(columns, norms, n_trs, np.float32)
+    out_norms = np.tile(norms, n_orders)
+    counts = np.stack([np.bincount(order, minlength=n_trs) for order in orders]).T
+    repeats = np.flatnonzero((counts != 1).any(axis=0))
+    if len(repeats):
+        n_pairs = len(pairs)
+        mult = counts[:, repeats].astype(np.float64)
+        for layer in range(n_layers):
+            if not norms[layer] > 0:
+                continue
+            values = full[layer].astype(np.float64)  # (T, T)
+            diagonal = np.diag(values).copy()
+            # Sums over the reordered pairs i < j of a value and of its square, from how often
+            # each TR is taken: (m' V m - sum_a m_a V_aa) / 2 over the full symmetric matrix.
+            total = (np.einsum("ak,ak->k", mult, values @ mult) - diagonal @ mult) / 2
+            values *= values
+            squares = (np.einsum("ak,ak->k", mult, values @ mult) - diagonal**2 @ mult) / 2
+            spread = np.maximum(squares - total**2 / n_pairs, 0.0)
+            out_norms[repeats * n_layers + layer] = np.sqrt(spread)
+    flat = full.reshape(n_layers, -1)
+    blocks, first = [], 0
+    for width in _gather_widths(n_layers):
+        blocks.append(np.ascontiguousarray(flat[first:first + width].T))
+        first += width
+    return PermutedCandidates(blocks=tuple(blocks),
+                              orders=np.ascontiguousarray(orders, dtype=np.int32),
+                              norms=out_norms, columns=columns, column_norms=norms)
+
+
 def reorder_columns(columns: np.ndarray, norms: np.ndarray,
                     orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the columns of the candidate RDMs reordered by each TR order.
+    """Return the columns of the candidate RDMs reordered by each TR order, in full.
 
-    Reordering the rows and columns of a symmetric matrix by one permutation maps its
-    off-diagonal pairs one to one onto each other, so the values of the upper triangle, and
-    hence their ranks, are those of the original, at other positions: each reordered column
-    is a gather of the ranked one, equal to :func:`prepare_candidates` of the reordered RDM.
-    An order that repeats a TR maps some off-diagonal pairs onto the diagonal (a TR with
-    itself, the smallest dissimilarity) and leaves out others; its gathered column, whose
-    values keep the order of the original ranks, is ranked again (Spearman only).
+    The values are those :func:`permuted_candidates` gathers (see there for orders that repeat
+    TRs), each column centered about its mean over the off-diagonal pairs, so that a plain
+    cosine with a centered target gives the correlation.  The torch engine and the tests use
+    these; the numpy engine gathers tile by tile instead of holding K x L columns.
 
     Parameters
     ----------
@@ -200,35 +280,47 @@ def reorder_columns(columns: np.ndarray, norms: np.ndarray,
     Returns
     -------
     columns : numpy.ndarray
-        float64 (m, K * L): the L columns of order 0, then those of order 1, and so on.
+        float64 (m, K * L): the L columns of order 0, then those of order 1, and so on;
+        zero at the diagonal positions.
     norms : numpy.ndarray
         float64 (K * L,).
     """
+    out_norms = permuted_candidates(columns, norms, orders).norms
     n_orders, n_trs = orders.shape
-    layout = pair_layout(n_trs)
-    # Position of every (i, j), both triangles, in the packed layout.
-    position = np.empty((n_trs, n_trs), dtype=np.intp)
-    position[layout.rows, layout.cols] = np.arange(len(layout.rows))
-    position[layout.cols, layout.rows] = position[layout.rows, layout.cols]
     n_layers = columns.shape[1]
-    out = np.empty((columns.shape[0], n_orders * n_layers), dtype=np.float64)
-    out_norms = np.tile(norms, n_orders)
+    layout = pair_layout(n_trs)
     pairs = layout.off_diagonal
-    for k, order in enumerate(orders):
-        gather = position[order[layout.rows], order[layout.cols]]
-        out[:, k * n_layers:(k + 1) * n_layers] = columns[gather]
-        if np.array_equal(np.sort(order), np.arange(n_trs)):
-            continue
-        onto_diagonal = (order[layout.rows] == order[layout.cols])[pairs]
-        for layer in range(n_layers):
-            if not norms[layer] > 0:  # NaN or constant: its column is zeros, gathered or not
-                continue
-            keys = out[pairs, k * n_layers + layer]
-            keys[onto_diagonal] = -np.inf
-            column = 2.0 * rankdata(keys) - (len(keys) + 1)
-            out[pairs, k * n_layers + layer] = column
-            out_norms[k * n_layers + layer] = np.sqrt(column @ column)
+    full = _full_matrices(columns, norms, n_trs, np.float64).reshape(n_layers, -1)
+    out = np.zeros((columns.shape[0], n_orders * n_layers), dtype=np.float64)
+    for k, order in enumerate(np.asarray(orders, dtype=np.intp)):
+        flat = order[layout.rows[pairs]] * n_trs + order[layout.cols[pairs]]
+        block = full[:, flat].T
+        block -= block.mean(axis=0)
+        out[pairs, k * n_layers:(k + 1) * n_layers] = block
     return out, out_norms
+
+
+def _gather_widths(n_layers: int) -> list[int]:
+    """Split L layers into groups of 8, 4, 2 and 1 (rows of 32, 16, 8 and 4 bytes)."""
+    widths = []
+    for width in (8, 4, 2, 1):
+        while n_layers - sum(widths) >= width:
+            widths.append(width)
+    return widths
+
+
+def _full_matrices(columns: np.ndarray, norms: np.ndarray, n_trs: int,
+                   dtype: type) -> np.ndarray:
+    """Return (L, T, T) symmetric matrices of the columns, diagonal = each layer's minimum."""
+    layout = pair_layout(n_trs)
+    pairs = layout.off_diagonal
+    full = np.zeros((columns.shape[1], n_trs, n_trs), dtype=dtype)
+    for layer, matrix in enumerate(full):
+        matrix[layout.rows, layout.cols] = columns[:, layer]
+        matrix.T[layout.rows, layout.cols] = columns[:, layer]
+        if norms[layer] > 0:  # NaN or constant layers keep zeros: their maps are NaN anyway
+            np.fill_diagonal(matrix, columns[pairs, layer].min())
+    return full
 
 
 def order_keys(patterns: np.ndarray) -> np.ndarray:

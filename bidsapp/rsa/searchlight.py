@@ -17,11 +17,11 @@ from numpy.typing import ArrayLike
 
 from bidsapp.device import resolve_device_name
 
-from ._engine_numpy import run_numpy
-from ._ranks import order_keys, prepare_candidates, reorder_columns
+from ._engine_numpy import TILE_PAIRS, run_numpy, run_numpy_orders
+from ._ranks import order_keys, permuted_candidates, prepare_candidates, reorder_columns
 from .neighbors import PAD
 
-__all__ = ["estimate_memory", "searchlight"]
+__all__ = ["estimate_memory", "null_engine_memory", "null_stack_rows", "searchlight"]
 
 _METHODS = ("spearman", "pearson")
 _BACKENDS = ("numpy", "torch")
@@ -44,6 +44,7 @@ def searchlight(
     method: str = "spearman",
     orders: ArrayLike | None = None,
     progress: Callable[[int], None] | None = None,
+    memory: int | None = None,
 ) -> np.ndarray:
     """Correlate every sphere's target RDM with each candidate RDM.
 
@@ -81,13 +82,19 @@ def searchlight(
         each target RDM with every candidate reordered by every order
         (``rdm[order][:, order]``): the candidates of a permutation null.  The candidates
         are ranked once and each reordering is a gather of the ranks, so K orders cost the
-        products of K x L candidates but not K x L rankings nor K x L x T x T of memory.
-        An order that repeats TRs (:func:`bidsapp.stats.fitted_index`) is ranked again
-        after the gather, its repeated pairs counting as the most similar.
+        products of K x L candidates but not K x L rankings nor K x L x T x T of memory;
+        each target RDM is built once for all orders.  An order that repeats TRs
+        (:func:`bidsapp.stats.fitted_index`) gathers the original ranks, a TR paired with
+        itself taking the most similar value, and is correlated with them as they are
+        (:func:`._ranks.permuted_candidates`).  Identity orders give the maps exactly; the
+        others are multiplied in float32 on CPU (~1e-6 relative error).
     progress : callable, optional
         Called with a number of centers each time that many are done (from worker threads
         on CPU), e.g. :meth:`bidsapp.progress.Progress.advance`.  The calls add up to
         ``n_centers``.
+    memory : int, optional
+        Bytes this call may hold, with `orders` on CPU: the stack of target ranks multiplied
+        at once is sized from it (:func:`null_stack_rows`).  Default ``DEFAULT_MEMORY``.
 
     Returns
     -------
@@ -163,19 +170,42 @@ def searchlight(
         raise ValueError("patterns holds NaN or infinite values in voxels of the spheres: mask "
                          "those voxels out first")
     columns, norms = prepare_candidates(candidate_rdms, method)
-    if orders is not None:
-        columns, norms = reorder_columns(columns, norms, orders)
     sizes = (nbrs != PAD).sum(axis=1)
     groups = [(size, np.flatnonzero(sizes == size)) for size in np.unique(sizes) if size >= 2]
+    if orders is not None and backend == "numpy":
+        cands = permuted_candidates(columns, norms, orders)
+        keys = order_keys(patterns)
+        rows = null_stack_rows(n_trs, len(keys), len(nbrs), nbrs.shape[1],
+                               candidate_rdms.shape[0], len(orders), n_jobs=n_jobs,
+                               memory=memory)
+        for size, centers in groups:
+            block = np.full((len(centers), n_columns), np.nan, dtype=np.float32)
+            run_numpy_orders(keys, np.ascontiguousarray(nbrs[centers, :size]), cands, method,
+                             rows, n_jobs, block, progress)
+            out[centers] = block
+        return out
 
     if backend == "torch":
         # torch only for the torch backend: the NumPy engine runs without it
         from ._engine_torch import run_torch
 
         chunk = int(chunk_size or (_CUDA_CHUNK if device.startswith("cuda") else _TORCH_CPU_CHUNK))
-        for size, centers in groups:
-            out[centers] = run_torch(patterns, nbrs[centers, :size], columns, norms, method,
-                                     chunk, device, progress)
+        # The torch engine takes the reordered columns in full (float64, T (T + 1) / 2 per
+        # layer and order): as many orders at a time as `memory` holds, each block a pass.
+        per_order = len(columns) * columns.shape[1] * 8
+        budget = DEFAULT_MEMORY if memory is None else int(memory)
+        step = 1 if orders is None else max(1, min(len(orders), budget // per_order))
+        blocks = [None] if orders is None else [orders[i:i + step]
+                                                for i in range(0, len(orders), step)]
+        width = columns.shape[1]
+        for b, block in enumerate(blocks):
+            block_columns, block_norms = (columns, norms) if block is None else \
+                reorder_columns(columns, norms, block)
+            first = b * step * width
+            for size, centers in groups:
+                out[centers, first:first + block_columns.shape[1]] = run_torch(
+                    patterns, nbrs[centers, :size], block_columns, block_norms, method,
+                    chunk, device, progress if b == 0 else None)
         return out
 
     keys = order_keys(patterns)
@@ -228,6 +258,74 @@ def estimate_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_co
     return int(data + candidates + output + threads)
 
 
+#: Bytes a null's :func:`searchlight` call may hold when the caller names no budget.
+DEFAULT_MEMORY = 2 * 2**30
+#: Fewest and most target RDMs stacked for one product with a null's candidates.  Each
+#: stack gathers every tile of candidates once: at T = 2,400 and K x L = 1,010 the gather
+#: costs ~5 s of one core, against ~0.05 s of product per target RDM.
+MIN_STACK, MAX_STACK = 16, 512
+
+
+def null_engine_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_layers: int,
+                       n_orders: int, *, stack_rows: int, n_jobs: int = 1) -> int:
+    """Return about how many bytes a null's :func:`searchlight` call holds on CPU.
+
+    Parameters
+    ----------
+    n_trs, n_voxels, n_centers, sphere : int
+        T, in-mask voxels V, centers and voxels per sphere.
+    n_layers, n_orders : int
+        L and the K TR orders of the call (the observed order included).
+    stack_rows : int
+        Target RDMs stacked at once.
+    n_jobs : int
+        CPU threads.
+
+    Returns
+    -------
+    int
+        Bytes: the patterns and keys, the candidates (float32 T x T per layer, float64
+        columns), the stack (float32 T (T + 1) / 2 per row), the gathered tile and its
+        index, each thread's buffers, and the output and its float64 sums.
+    """
+    rfp = n_trs * (n_trs + 1) // 2
+    data = n_trs * n_voxels * (4 + 4 + 8)
+    candidates = n_layers * (n_trs * n_trs * 4 * 2 + rfp * 8)
+    tile = min(TILE_PAIRS, rfp) * n_orders * (n_layers * 4 + 8 + 8)
+    threads = max(1, n_jobs) * (rfp * (8 + 4 + 8 + 8) + n_trs * sphere * 24)
+    output = n_centers * n_orders * n_layers * 4 + stack_rows * n_orders * n_layers * 16
+    return int(data + candidates + tile + threads + output + stack_rows * rfp * 4)
+
+
+def null_stack_rows(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_layers: int,
+                    n_orders: int, *, n_jobs: int = 1, memory: int | None = None) -> int:
+    """Return how many target RDMs a null's :func:`searchlight` call stacks at once.
+
+    As many as ``memory`` leaves room for after what the call holds anyway
+    (:func:`null_engine_memory`), between ``MIN_STACK`` and ``MAX_STACK``, and no more than
+    the centers.
+
+    Parameters
+    ----------
+    n_trs, n_voxels, n_centers, sphere, n_layers, n_orders : int
+        As for :func:`null_engine_memory`.
+    n_jobs : int
+        CPU threads.
+    memory : int, optional
+        Bytes the call may hold; default ``DEFAULT_MEMORY``.
+
+    Returns
+    -------
+    int
+    """
+    budget = DEFAULT_MEMORY if memory is None else int(memory)
+    fixed = null_engine_memory(n_trs, n_voxels, n_centers, sphere, n_layers, n_orders,
+                               stack_rows=0, n_jobs=n_jobs)
+    per_row = n_trs * (n_trs + 1) // 2 * 4 + n_orders * n_layers * 16
+    rows = min(MAX_STACK, max(MIN_STACK, (budget - fixed) // per_row))
+    return int(max(1, min(rows, n_centers)))
+
+
 #: Searchlight centres per participant-level job: fixed, so that the chunk boundaries, and
 #: with them the cached results of a rerun, do not depend on the number of processes.
 CHUNK_CENTERS = 20000
@@ -238,9 +336,9 @@ def minimum_job_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int,
                        device: str = "cpu") -> int:
     """Return the fewest bytes one searchlight job of the participant level can run in.
 
-    What the job holds whatever its memory: the patterns, the observed candidates and the
-    engine's buffers (:func:`estimate_memory` with the maps' columns), plus one permutation
-    of the null per pass when there is a null (the passes get as many as fit).
+    Without a null: what :func:`estimate_memory` gives for the maps.  With one: the null
+    engine (:func:`null_engine_memory`) with its smallest stack of target RDMs, ``MIN_STACK``;
+    all permutations go in one pass whatever their number.
 
     Parameters
     ----------
@@ -260,9 +358,12 @@ def minimum_job_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int,
     int
         Bytes of host memory.
     """
-    columns = n_layers * (2 if n_permutations else 1)
-    return estimate_memory(n_trs, n_voxels, n_centers, sphere, columns, n_jobs=n_jobs,
-                           device=device)
+    if not n_permutations or str(device).startswith("cuda"):
+        columns = n_layers * (2 if n_permutations else 1)
+        return estimate_memory(n_trs, n_voxels, n_centers, sphere, columns, n_jobs=n_jobs,
+                               device=device)
+    return null_engine_memory(n_trs, n_voxels, n_centers, sphere, n_layers,
+                              n_permutations + 1, stack_rows=MIN_STACK, n_jobs=n_jobs)
 
 
 def _check_inputs(patterns: np.ndarray, nbrs: np.ndarray,

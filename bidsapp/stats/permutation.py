@@ -294,10 +294,9 @@ def participant_null(
     reordered by whole trials (fitted to their slots when lengths differ), the
     searchlight correlates them with the unchanged target RDMs, and the maximum over
     layers is kept.  Permutations are stacked as extra candidates, so the engine builds
-    each target RDM once per batch; a batch holds at most ``max_batch_bytes`` of
-    permuted candidates (the T (T + 1) / 2 float64 ranks of each layer when
-    ``searchlight_fn`` takes TR ``orders``, else the T x T RDMs).  At the study's size
-    (T = 496, 10 layers) the default holds 108 permutations.
+    each target RDM once per batch.  An engine that takes TR ``orders`` gets them all in
+    one batch and bounds its own memory (:func:`bidsapp.rsa.searchlight`'s ``memory``);
+    for any other engine a batch holds at most ``max_batch_bytes`` of permuted T x T RDMs.
 
     Parameters
     ----------
@@ -317,9 +316,11 @@ def participant_null(
         The engine, ``searchlight_fn(patterns, neighbors, candidate_rdms) -> (n_centers,
         M)``; pass :func:`bidsapp.rsa.searchlight` (``functools.partial`` for ``device``).
         If it takes an ``orders`` keyword (see ``SearchlightFn``), the permutations are
-        passed as TR orders, so that the engine ranks each candidate once.
+        passed as TR orders, all in one call, so that the engine ranks each candidate once
+        and builds each target RDM once.
     max_batch_bytes : int, optional
-        Memory bound of the permuted candidates passed to one engine call.
+        Memory bound of the permuted RDMs passed to one call of an engine that does not
+        take ``orders``.
     with_observed : bool, optional
         Also return the correlations with the candidates as given (the participant's
         maps), from the first batch: the engine then builds the target RDMs once for the
@@ -327,8 +328,8 @@ def participant_null(
         candidate_rdms)``.
     progress : callable, optional
         Passed on to ``searchlight_fn`` when it takes a ``progress`` keyword: it is then
-        called with numbers of centers that add up to ``n_centers`` in each of the
-        :func:`null_passes` passes.
+        called with numbers of centers that add up to ``n_centers`` in each batch (one
+        with an engine that takes ``orders``).
 
     Returns
     -------
@@ -357,9 +358,8 @@ def participant_null(
     orders = draw_orders(trial_lengths, n_permutations, seed, scheme)
     index_of = block_index if scheme == EXACT else fitted_index
     takes_orders = _takes_keyword(searchlight_fn, "orders")
-    per_permutation = (permutation_bytes(n_tr, n_layers) if takes_orders
-                       else n_layers * n_tr * n_tr * candidate_rdms.itemsize)
-    batch = _batch_size(per_permutation, n_permutations, max_batch_bytes)
+    batch = n_permutations if takes_orders else _batch_size(
+        n_layers * n_tr * n_tr * candidate_rdms.itemsize, n_permutations, max_batch_bytes)
     extra = {"progress": progress} if progress is not None and _takes_keyword(
         searchlight_fn, "progress") else {}
     n_centers = np.shape(neighbors)[0]
@@ -392,54 +392,6 @@ def participant_null(
 def _batch_size(per_permutation: int, n_permutations: int, max_batch_bytes: int) -> int:
     """Return the permutations per engine call whose candidates fit ``max_batch_bytes``."""
     return max(1, min(n_permutations, max_batch_bytes // per_permutation))
-
-
-def null_passes(n_trs: int, n_layers: int, n_permutations: int,
-                max_batch_bytes: int = 2**30) -> int:
-    """Return how many engine passes over the centers :func:`participant_null` makes.
-
-    Each pass builds every target RDM once and correlates it with one batch of permuted
-    candidates (with the bidsapp engine, which takes TR ``orders``).
-
-    Parameters
-    ----------
-    n_trs, n_layers, n_permutations : int
-        T, L and K.
-    max_batch_bytes : int, optional
-        As in :func:`participant_null`.
-
-    Returns
-    -------
-    int
-        The number of batches, at least 1.
-
-    Examples
-    --------
-    >>> null_passes(496, 10, 100)
-    1
-    >>> null_passes(2400, 10, 100)
-    25
-    """
-    batch = _batch_size(permutation_bytes(n_trs, n_layers), n_permutations, max_batch_bytes)
-    return -(-n_permutations // batch)
-
-
-def permutation_bytes(n_trs: int, n_layers: int) -> int:
-    """Return the bytes of one permutation's ranked candidates in a null pass.
-
-    The bidsapp engine gathers the T (T + 1) / 2 float64 ranks of each layer per TR order.
-
-    Parameters
-    ----------
-    n_trs, n_layers : int
-        T and L.
-
-    Returns
-    -------
-    int
-        ``L * T (T + 1) / 2 * 8``.
-    """
-    return n_layers * (n_trs * (n_trs + 1) // 2 * 8)
 
 
 def _takes_keyword(searchlight_fn: SearchlightFn, keyword: str) -> bool:

@@ -72,8 +72,9 @@ def test_matches_scipy_spearmanr(engine, kind):
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("n_orders", [2, 30])
 def test_orders_equal_the_reordered_candidates(engine, n_orders):
-    # 30 orders x 3 layers = 90 columns: the numpy engine's tall stack; 2 x 3: the short one.
-    # The gathered ranks are the ranks of the reordered RDM, ties included: bit-identical maps.
+    # 30 orders x 3 layers = 90 columns, or 2 x 3.  The gathered ranks are the ranks of the
+    # reordered RDM, ties included: the same maps, but for the float32 sums of the numpy
+    # engine's null product.
     rng = np.random.default_rng(21)
     n_trs, n_in_mask = 40, 200
     patterns = _patterns(rng, "int16-wide", n_trs, n_in_mask)
@@ -83,26 +84,40 @@ def test_orders_equal_the_reordered_candidates(engine, n_orders):
     result = searchlight(patterns, nbrs, candidates, device="cpu", orders=orders, **engine)
     reordered = np.concatenate([candidates[:, order][:, :, order] for order in orders])
     assert result.shape == (75, 3 * n_orders)
-    np.testing.assert_array_equal(
-        result, searchlight(patterns, nbrs, reordered, device="cpu", **engine))
+    np.testing.assert_allclose(
+        result, searchlight(patterns, nbrs, reordered, device="cpu", **engine), atol=1e-6,
+        rtol=0)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_orders_that_repeat_trs_equal_the_reordered_candidates(engine):
-    # Fitted orders of unequal trials repeat some TRs and leave out others: their columns
-    # are ranked again, repeated pairs being the most similar (the RDM's zero diagonal).
+def test_orders_that_repeat_trs_gather_the_ranks_of_the_original(engine):
+    # Fitted orders of unequal trials repeat some TRs and leave out others: their columns hold
+    # the original RDM's ranks where they were gathered, a TR paired with itself taking the
+    # smallest (most similar); the map is the Pearson correlation of the target's ranks with
+    # those values (docs/statistics.md).
     rng = np.random.default_rng(5)
     n_trs, n_in_mask = 40, 200
     patterns = _patterns(rng, "int16-wide", n_trs, n_in_mask)
     nbrs = np.array([rng.choice(n_in_mask, 20, replace=False) for _ in range(30)])
-    candidates = _candidates(rng, n_trs)[[0, 2]]  # off-diagonal > 0: the diagonal is least
+    candidates = _candidates(rng, n_trs)[[0, 2]]
     lengths = [4, 7, 9, 20]
     orders = np.stack([fitted_index(lengths, rng.permutation(4)) for _ in range(5)])
     assert any(len(np.unique(order)) < n_trs for order in orders)
     result = searchlight(patterns, nbrs, candidates, device="cpu", orders=orders, **engine)
-    reordered = np.concatenate([candidates[:, order][:, :, order] for order in orders])
-    np.testing.assert_allclose(
-        result, searchlight(patterns, nbrs, reordered, device="cpu", **engine), atol=1e-6)
+    rows, cols = np.triu_indices(n_trs, k=1)
+    expected = np.empty_like(result, dtype=np.float64)
+    for center, sphere in enumerate(nbrs):
+        target = 1 - spearmanr(patterns[:, sphere].astype(np.float64), axis=1).statistic
+        for layer, candidate in enumerate(candidates):
+            ranks = np.zeros((n_trs, n_trs))
+            ranks[rows, cols] = rankdata(candidate[rows, cols])
+            ranks += ranks.T
+            np.fill_diagonal(ranks, ranks[rows, cols].min())
+            for k, order in enumerate(orders):
+                gathered = ranks[order][:, order][rows, cols]
+                expected[center, k * 2 + layer] = pearsonr(rankdata(target[rows, cols]),
+                                                           gathered).statistic
+    np.testing.assert_allclose(result, expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

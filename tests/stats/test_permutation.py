@@ -93,8 +93,9 @@ def test_participant_null_is_the_max_over_permuted_candidates(synthetic, small_p
 
 
 def test_participant_null_hands_the_engine_tr_orders(small_participant):
-    # bidsapp's engine takes the permutations as TR orders and ranks each candidate once; a
-    # function without that keyword gets the permuted RDMs.  Same maxima, to the bit.
+    # bidsapp's engine takes the permutations as TR orders, all in one call, and ranks each
+    # candidate once; a function without that keyword gets the permuted RDMs in batches.
+    # Same maxima but for the float32 sums of the engine's null product; the same maps.
     design, patterns, neighbors, candidates = small_participant
     engine = functools.partial(searchlight, device="cpu")
     calls = []
@@ -108,7 +109,7 @@ def test_participant_null_hands_the_engine_tr_orders(small_participant):
     slow = participant_null(patterns, neighbors, candidates, *args, explicit,
                             max_batch_bytes=4 * candidates.nbytes)
     assert calls == [4 * len(candidates)] * 2 + [len(candidates)]  # batches of 4, 4, 1
-    np.testing.assert_array_equal(fast.max_r, slow.max_r)
+    np.testing.assert_allclose(fast.max_r, slow.max_r, atol=1e-6, rtol=0)
     np.testing.assert_array_equal(fast.block_orders, slow.block_orders)
     assert fast.observed is None and slow.observed is None
 
@@ -120,7 +121,7 @@ def test_participant_null_hands_the_engine_tr_orders(small_participant):
     assert calls == [5 * len(candidates), 4 * len(candidates), len(candidates)]
     for null in both:
         np.testing.assert_array_equal(null.observed, maps)
-        np.testing.assert_array_equal(null.max_r, fast.max_r)
+        np.testing.assert_allclose(null.max_r, fast.max_r, atol=1e-6, rtol=0)
 
 
 def test_participant_null_in_chunks_of_centers(synthetic, small_participant):
@@ -268,10 +269,12 @@ def test_null_of_unequal_trials_runs_with_the_app_engine(synthetic):
     again = participant_null(patterns, nbrs, candidates, UNEQUAL, 6, 11, engine)
     assert null.scheme == FITTED and null.max_r.shape == (6, len(nbrs))
     np.testing.assert_array_equal(null.max_r, again.max_r)
-    # The engine's re-ranked gathers equal the reference on the fitted RDMs.
+    # The engine correlates with the gathered ranks, not ranked again (docs/statistics.md):
+    # close to Spearman on the fitted RDMs, which ranks them again, but not equal.
     reference = participant_null(patterns, nbrs, candidates, UNEQUAL, 6, 11,
                                  synthetic.reference_searchlight)
-    np.testing.assert_allclose(null.max_r, reference.max_r, atol=2e-5)
+    difference = np.abs(null.max_r - reference.max_r)
+    assert 1e-5 < difference.max() < 0.01, difference.max()
 
 
 def test_null_of_unequal_trials_is_calibrated(synthetic):
