@@ -27,6 +27,7 @@ from .permutation import (
     participant_seed,
     permutation_scheme,
 )
+from .participant import ParticipantTest, participant_permutation_test
 from .ttest import one_sample_ttest
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "EXACT",
     "FITTED",
     "ParticipantNull",
+    "ParticipantTest",
     "PermutationResult",
     "StudyResult",
     "block_index",
@@ -51,6 +53,7 @@ __all__ = [
     "one_sample_ttest",
     "null_passes",
     "participant_null",
+    "participant_permutation_test",
     "participant_seed",
     "permutation_scheme",
     "permutation_statistics",
