@@ -379,8 +379,8 @@ def draw_framewise_displacement(ax, fd: np.ndarray, tr: float | None = None,
     summary = (f"mean {np.mean(finite):.2f} mm, max {np.max(finite):.2f} mm, "
                f"{int(np.sum(finite > threshold))} volumes > {threshold:g} mm"
                if finite.size else "no FD values")
-    ax.text(0.99, 0.95, summary, transform=ax.transAxes, ha="right", va="top", fontsize=9,
-            bbox={"boxstyle": "round", "fc": "white", "ec": "none", "alpha": 0.85})
+    # Above the panel, where no curve can hide it.
+    ax.set_title(f"FD: {summary}", loc="right", fontsize=9)
 
 
 def plot_motion(confounds: pd.DataFrame, tr: float | None = None,

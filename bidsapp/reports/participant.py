@@ -187,10 +187,10 @@ def _verdict(test: ParticipantTest, peak: float) -> str:
     if test.n_beyond == 0:
         return (
             f"Nothing in these maps exceeds this participant's permutation null. The "
-            f"largest maximum r ({peak:.3f}) is matched or beaten in the {chance} "
-            f"(whole-brain p = {test.p_max:.3g}), so no voxel shows stimulus-specific "
-            f"information at a family-wise error of {test.alpha:g}. The positive r "
-            f"elsewhere in the raw maps are what the analysis gives without any: the "
+            f"largest maximum r ({peak:.3f}) is reached in {test.n_null_reaching_max} of "
+            f"the {chance} (whole-brain p = {test.p_max:.3g}), so no voxel shows "
+            f"stimulus-specific information at a family-wise error of {test.alpha:g}. The "
+            f"positive r in the raw maps are what the analysis gives without any: the "
             f"maximum of several correlations, and temporal autocorrelation, bias them "
             f"upward.")
     return (

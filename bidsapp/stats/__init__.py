@@ -10,6 +10,7 @@ tests the same maximum against its null from block permutations of the candidate
 from .fdr import fdr_mask, fdr_threshold
 from .group import PermutationResult, StudyResult, permutation_statistics, study_statistics
 from .layers import max_over_layers, mean_layer, modal_layer
+from .participant import ParticipantTest, participant_permutation_test
 from .permutation import (
     DEFAULT_N_DRAWS,
     DEFAULT_N_PERMUTATIONS,
@@ -27,7 +28,6 @@ from .permutation import (
     participant_seed,
     permutation_scheme,
 )
-from .participant import ParticipantTest, participant_permutation_test
 from .ttest import one_sample_ttest
 
 __all__ = [

@@ -32,6 +32,8 @@ class ParticipantTest:
         beyond the null, family-wise error controlled at ``alpha``.
     beyond_null : numpy.ndarray
         (V,) bool: ``observed > fwe_threshold``.
+    n_null_reaching_max : int
+        Permutations whose largest value over voxels reaches the observed largest value.
     n_permutations : int
         K.
     alpha : float
@@ -43,6 +45,7 @@ class ParticipantTest:
     p_max: float
     fwe_threshold: float
     beyond_null: np.ndarray
+    n_null_reaching_max: int
     n_permutations: int
     alpha: float
 
@@ -105,8 +108,9 @@ def participant_permutation_test(observed: np.ndarray, null: np.ndarray,
     p_voxel = (1.0 + np.sum(null >= observed, axis=0)) / (n_perm + 1.0)
     null_max = null.max(axis=1)
     observed_max = float(observed.max()) if observed.size else -np.inf
-    p_max = float((1.0 + np.sum(null_max >= observed_max)) / (n_perm + 1.0))
+    reaching = int(np.sum(null_max >= observed_max))
+    p_max = (1.0 + reaching) / (n_perm + 1.0)
     threshold = float(np.quantile(null_max, 1.0 - alpha, method="higher"))
     return ParticipantTest(debiased=debiased, p_voxel=p_voxel, p_max=p_max,
                            fwe_threshold=threshold, beyond_null=observed > threshold,
-                           n_permutations=n_perm, alpha=alpha)
+                           n_null_reaching_max=reaching, n_permutations=n_perm, alpha=alpha)
