@@ -6,13 +6,20 @@
 """
 
 from .citation import read_methods, write_citation
-from .group import GroupSection, InferenceMaps, cluster_table, write_group_report
+from .group import (
+    GroupSection,
+    InferenceMaps,
+    UnthresholdedMaps,
+    cluster_table,
+    write_group_report,
+)
 from .participant import TaskMaps, read_sidecar, write_participant_report
 
 __all__ = [
     "GroupSection",
     "InferenceMaps",
     "TaskMaps",
+    "UnthresholdedMaps",
     "cluster_table",
     "read_methods",
     "read_sidecar",

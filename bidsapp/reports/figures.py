@@ -436,7 +436,7 @@ def _background(space: str | None):
 
 def plot_best_layer_map(dseg_img: nib.spatialimages.SpatialImage,
                         layer_names: Sequence[str], space: str | None = None,
-                        n_slices: int = 8) -> Figure:
+                        n_slices: int = 8, title: str | None = None) -> Figure:
     """Plot a participant's best layer (the layer of maximum r) on axial slices.
 
     Slices, not a glass brain: a maximum projection of labels would show only the deepest
@@ -452,6 +452,8 @@ def plot_best_layer_map(dseg_img: nib.spatialimages.SpatialImage,
         The template; an MNI template gets nilearn's MNI152 as background.
     n_slices : int, optional
         Axial slices shown.
+    title : str, optional
+        Drawn over the slices.
 
     Returns
     -------
@@ -470,7 +472,8 @@ def plot_best_layer_map(dseg_img: nib.spatialimages.SpatialImage,
                            threshold=0.5, colorbar=False, figure=fig,
                            axes=(0.0, 0.22, 1.0, 0.78), annotate=True,
                            draw_cross=False, symmetric_cbar=False,
-                           black_bg=bg is None, resampling_interpolation="nearest")
+                           black_bg=bg is None, resampling_interpolation="nearest",
+                           title=title)
     colors = layer_colors(n_layers)
     handles = [Patch(color=colors[k], label=f"{k + 1} {layer_names[k]}")
                for k in range(n_layers)]
@@ -505,11 +508,28 @@ def plot_participant_maxima(max_img: nib.spatialimages.SpatialImage,
         rows.append(("maximum r minus the null mean (debiased)", debiased_img))
     if beyond_img is not None:
         rows.append(("debiased r, voxels beyond the null only", beyond_img))
+    return plot_glass_brain_rows(rows)
+
+
+def plot_glass_brain_rows(rows: Sequence[tuple[str, nib.spatialimages.SpatialImage]]
+                          ) -> Figure:
+    """Plot one row of ``lzr`` glass brains per map, each on its own symmetric scale.
+
+    Parameters
+    ----------
+    rows : sequence of (str, nibabel image)
+        Title and map; NaN is drawn as 0.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The rows, each with its colour bar.
+    """
     fig = plt.figure(figsize=(10, 2.8 * len(rows)))
+    height = 1.0 / max(1, len(rows))
     for k, (title, img) in enumerate(rows):
         data = np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32))
         peak = float(np.max(np.abs(data))) or 1.0
-        height = 1.0 / len(rows)
         plotting.plot_glass_brain(nib.Nifti1Image(data, img.affine), display_mode="lzr",
                                   plot_abs=False, cmap="RdBu_r", vmin=-peak, vmax=peak,
                                   colorbar=True, figure=fig, title=title,
