@@ -467,7 +467,9 @@ def plot_best_layer_map(dseg_img: nib.spatialimages.SpatialImage,
     img = nib.Nifti1Image(data.astype(np.float32), dseg_img.affine)
     fig = plt.figure(figsize=(12, 2.9))
     bg = _background(space)
-    plotting.plot_stat_map(img, bg_img=bg, display_mode="z", cut_coords=n_slices,
+    # A small grid has fewer planes than slices asked for; nilearn would warn.
+    plotting.plot_stat_map(img, bg_img=bg, display_mode="z",
+                           cut_coords=max(1, min(n_slices, data.shape[2])),
                            cmap=layer_colormap(n_layers), vmin=0.5, vmax=n_layers + 0.5,
                            threshold=0.5, colorbar=False, figure=fig,
                            axes=(0.0, 0.22, 1.0, 0.78), annotate=True,
