@@ -22,6 +22,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap, Normalize, to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 if TYPE_CHECKING:
@@ -460,8 +461,6 @@ def plot_best_layer_map(dseg_img: nib.spatialimages.SpatialImage,
     matplotlib.figure.Figure
         The slices and a legend of the layer colors (green shallow, red deep).
     """
-    from matplotlib.patches import Patch
-
     n_layers = len(layer_names)
     data = np.rint(np.nan_to_num(np.asarray(dseg_img.dataobj, dtype=np.float64)))
     img = nib.Nifti1Image(data.astype(np.float32), dseg_img.affine)
