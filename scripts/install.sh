@@ -10,6 +10,8 @@
 #   PYTHON            the interpreter to build the venv from (default: python3)
 #   BIDSAPP_EDITABLE=0  install the package itself non-editable (the container image)
 #   BIDSAPP_WITH_TRAINING=0  skip the training extras (FluidSynth, music21)
+#   BIDSAPP_WITH_BROWSER=0|1  Chromium for the report tests (default: 1 for an editable
+#                     install, as in CI; 0 for the container image, which runs no tests)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +25,11 @@ apt_packages=(libsndfile1 git nodejs npm)
 # the container, which never trains, skips them with BIDSAPP_WITH_TRAINING=0.
 if [[ "${BIDSAPP_WITH_TRAINING:-1}" == 1 ]]; then
   apt_packages+=(fluidsynth libfluidsynth3 fluid-soundfont-gm)
+fi
+# chromium: the report tests render sub-<label>.html and group.html headless
+# (tests/reports/test_browser.py); the image (BIDSAPP_EDITABLE=0) does not need it.
+if [[ "${BIDSAPP_WITH_BROWSER:-${BIDSAPP_EDITABLE:-1}}" == 1 ]]; then
+  apt_packages+=(chromium)
 fi
 if [[ "${BIDSAPP_NO_APT:-0}" != 1 ]] && command -v apt-get >/dev/null 2>&1; then
   missing=()

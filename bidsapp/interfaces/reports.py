@@ -28,17 +28,18 @@ from nipype.interfaces.base import (  # noqa: E402
 )
 from nipype.pipeline import engine as pe  # noqa: E402
 from niworkflows.interfaces.reportlets.registration import SimpleBeforeAfterRPT  # noqa: E402
-from niworkflows.viz.plots import confoundplot, fMRIPlot  # noqa: E402
+from niworkflows.viz.plots import plot_carpet  # noqa: E402
 
-from bidsapp.preproc.carpet import carpet_timeseries  # noqa: E402
-from bidsapp.reports.figures import plot_candidate_rdms  # noqa: E402
+from bidsapp.preproc.carpet import carpet_timeseries, drop_flat_rows  # noqa: E402
+from bidsapp.reports.figures import (  # noqa: E402
+    FD_THRESHOLD_MM,
+    draw_framewise_displacement,
+    plot_candidate_rdms,
+    plot_motion,
+)
 
 __all__ = ["CandidateRDMPlot", "CarpetPlot", "MotionPlot", "SimpleBeforeAfterRPT",
            "registration_overlay"]
-
-FD_THRESHOLD_MM = 0.5
-"""Framewise displacement marked in the plots (Power et al., 2012)."""
-
 
 def registration_overlay(*, after: str | None = None, after_label: str = "reference",
                          before_label: str = "moving", contour: str | None = None,
@@ -89,30 +90,18 @@ class _PlotOutputSpec(TraitedSpec):
 
 
 class MotionPlot(SimpleInterface):
-    """Translations, rotations and framewise displacement of one run, as SVG."""
+    """Translations, rotations and framewise displacement of one run, as SVG.
+
+    Drawn by :func:`bidsapp.reports.figures.plot_motion`, the report's own motion figure,
+    so that the two never differ.
+    """
 
     input_spec = _MotionPlotInputSpec
     output_spec = _PlotOutputSpec
 
     def _run_interface(self, runtime):
         table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values="n/a")
-        tr = self.inputs.repetition_time
-        figure = plt.figure(figsize=(12, 6))
-        grid = gridspec.GridSpec(3, 1, hspace=0.3)
-        rows = [("trans_", "translation (mm)", 1.0),
-                ("rot_", "rotation (deg)", 180.0 / np.pi)]
-        for row, (prefix, title, scale) in enumerate(rows):
-            ax = figure.add_subplot(grid[row])
-            time = np.arange(len(table)) * tr
-            for axis in "xyz":
-                ax.plot(time, table[f"{prefix}{axis}"] * scale, label=axis, lw=0.8)
-            ax.set_ylabel(title)
-            ax.legend(loc="upper right", ncol=3, fontsize="small")
-            ax.set_xlim(0, max(time[-1], tr))
-            ax.tick_params(labelbottom=False)
-        fd = table["framewise_displacement"].fillna(0.0).to_numpy()
-        confoundplot(fd, grid[2], tr=tr, name="FD", units="mm", cutoff=[FD_THRESHOLD_MM],
-                     hide_x=False)
+        figure = plot_motion(table, self.inputs.repetition_time, FD_THRESHOLD_MM)
         self._results["out_report"] = _save_svg(figure, Path(runtime.cwd) / "motion.svg")
         return runtime
 
@@ -136,13 +125,18 @@ class CarpetPlot(SimpleInterface):
 
     def _run_interface(self, runtime):
         table = pd.read_csv(self.inputs.confounds_file, sep="\t", na_values="n/a")
-        confounds = pd.DataFrame({"FD": table["framewise_displacement"].fillna(0.0)})
-        # Only the voxels the plot draws are read (see bidsapp.preproc.carpet).
-        data, segments = carpet_timeseries(self.inputs.in_file, self.inputs.dseg,
-                                           {1: "grey matter", 3: "other brain"})
+        tr = self.inputs.repetition_time
+        # Only the voxels the plot draws are read (see bidsapp.preproc.carpet); those
+        # outside the field of view have no signal and would draw as flat grey bands.
+        data, segments = drop_flat_rows(*carpet_timeseries(
+            self.inputs.in_file, self.inputs.dseg, {1: "grey matter", 3: "other brain"}))
         figure = plt.figure(figsize=(12, 7))
-        fMRIPlot(data, segments, confounds=confounds, tr=self.inputs.repetition_time,
-                 units={"FD": "mm"}, vlines={"FD": [FD_THRESHOLD_MM]}).plot(figure=figure)
+        grid = gridspec.GridSpec(2, 1, hspace=0.15, height_ratios=[1, 4])
+        draw_framewise_displacement(figure.add_subplot(grid[0]),
+                                    table["framewise_displacement"].to_numpy(dtype=float),
+                                    tr, FD_THRESHOLD_MM)
+        if data.shape[0]:
+            plot_carpet(data, segments=segments, subplot=grid[1], tr=tr)
         self._results["out_report"] = _save_svg(figure, Path(runtime.cwd) / "carpetplot.svg")
         return runtime
 

@@ -22,6 +22,7 @@ from bidsapp.labels import strip_prefix
 from bidsapp.reports import (
     GroupSection,
     InferenceMaps,
+    UnthresholdedMaps,
     write_citation,
     write_group_report,
 )
@@ -228,6 +229,16 @@ def test_and_write(config: Config, arrays: GroupArrays) -> GroupSection:
             "permutations per participant": ", ".join(str(n.shape[0]) for n in arrays.nulls),
             "group draws": perm.n_draws, "permutation: p threshold": _threshold(perm.p_threshold),
             "random seed": config.random_seed})
+    if arrays.nulls is not None:
+        effect, effect_name = perm.debiased_max_r, "mean max r minus the null mean (debiased)"
+    else:
+        # Cohen's d of the maximum: without a null the bias cannot be removed.
+        effect = study.t / np.sqrt(study.max_r.shape[0])
+        effect_name = "Cohen's d of the maximum (biased upward)"
+    unthresholded = UnthresholdedMaps(
+        out.image(study.mean_max_r.astype(np.float32)),
+        out.image(study.modal_layer.astype(np.int16)),
+        out.image(np.nan_to_num(effect).astype(np.float32)), effect_name)
     sidecars = [m for p in inputs.participants for m in p.metadata.values()]
     for key in ("SearchlightSize", "NumberOfTRs", "WeightsStatus", "WeightsSHA256",
                 "WeightsTrainingData"):
@@ -239,7 +250,7 @@ def test_and_write(config: Config, arrays: GroupArrays) -> GroupSection:
     return GroupSection(
         title=" ".join(f"{k}-{v}" for k, v in inputs.entities), space=inputs.space or "",
         layer_names=names, r_by_layer=[arrays.r[:, k, sample] for k in range(len(names))],
-        parameters=parameters, tests=tests,
+        parameters=parameters, tests=tests, unthresholded=unthresholded,
         warnings=arrays.warnings + _few_participants(len(inputs.participants))
         + weights_warnings(sidecars))
 

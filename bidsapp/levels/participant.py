@@ -198,8 +198,9 @@ def _run_participant(config: Config, warnings: list[str]) -> int:
         LOGGER.info("Jobs submitted. When they have finished, run the same command without "
                     "--use-plugin: it reuses their results and writes the reports.")
         return code
-    write_participant_reports(config, subjects, warnings)
-    citation = write_citation(config.output_dir, workflow_descriptions(workflow),
-                              section="participant")
+    # The methods text first: the reports show the same paragraphs.
+    methods = workflow_descriptions(workflow)
+    citation = write_citation(config.output_dir, methods, section="participant")
     LOGGER.info("Methods text: %s", citation)
+    write_participant_reports(config, subjects, warnings, methods)
     return code

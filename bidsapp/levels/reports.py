@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 from nipype.pipeline import engine as pe
 
 from bidsapp.bids.collect import SubjectData
+from bidsapp.bids.outputs import MASK_DESCS, NULL_DESC, open_output_layout
 from bidsapp.config import Config
-from bidsapp.reports import write_participant_report
+from bidsapp.reports import TaskMaps, read_methods, write_participant_report
 
 LOGGER = logging.getLogger("bidsapp")
 
@@ -84,8 +86,58 @@ def _subject_warnings(messages: list[str], label: str, labels: list[str]) -> lis
             if f"sub-{label}" in m or not any(o in m for o in others)]
 
 
+def _one(found: list) -> Path | None:
+    """Return the first NIfTI file among a pybids result, or None."""
+    paths = sorted(Path(f.path) for f in found if f.path.endswith((".nii", ".nii.gz")))
+    return paths[0] if paths else None
+
+
+def task_maps(layout, subject: str, task: str) -> TaskMaps:
+    """Return one task's searchlight outputs of a participant, found with pybids.
+
+    Parameters
+    ----------
+    layout : bids.BIDSLayout
+        The output folder (:func:`bidsapp.bids.outputs.open_output_layout`).
+    subject : str
+        The label, without ``sub-``.
+    task : str
+        The task label.
+
+    Returns
+    -------
+    TaskMaps
+        The layer maps of the first space and resolution found (sorted), and the mask,
+        maximum, best layer, null and candidate-RDM figure on the same grid, where
+        written.
+    """
+    common = {"subject": subject, "task": task}
+    layers = [f for f in layout.get(suffix="statmap", stat="r", extension=[".nii", ".nii.gz"],
+                                    **common)
+              if re.fullmatch(r"layer\d+", str(f.get_entities().get("desc", "")))]
+    if not layers:
+        return TaskMaps(task)
+    grids = sorted({(f.get_entities().get("space"), f.get_entities().get("res"))
+                    for f in layers}, key=str)
+    space, res = grids[0]
+    grid = {"space": space or None, "res": res or None}
+    maps = sorted(Path(f.path) for f in layers
+                  if (f.get_entities().get("space"), f.get_entities().get("res")) == grids[0])
+    mask = None
+    for desc in MASK_DESCS:
+        mask = mask or _one(layout.get(suffix="mask", desc=desc, **common, **grid))
+    rdm_figures = layout.get(suffix="rdm", desc="candidates", extension=".svg", **common)
+    return TaskMaps(
+        task, maps, mask=mask,
+        max_r=_one(layout.get(suffix="statmap", stat="r", desc="maxcorr", **common, **grid)),
+        best_layer=_one(layout.get(suffix="dseg", desc="bestlayer", **common, **grid)),
+        null=_one(layout.get(suffix="statmap", stat="r", desc=NULL_DESC, **common, **grid)),
+        candidate_rdms=Path(rdm_figures[0].path) if rdm_figures else None)
+
+
 def write_participant_reports(config: Config, subjects: list[SubjectData],
-                              warnings: list[str]) -> list[Path]:
+                              warnings: list[str],
+                              methods: list[str] | None = None) -> list[Path]:
     """Write ``sub-<label>.html`` for every participant, from the files in the output dir.
 
     Parameters
@@ -97,6 +149,9 @@ def write_participant_reports(config: Config, subjects: list[SubjectData],
     warnings : list of str
         Warnings logged during the run; each report gets those naming its participant
         and those naming none.
+    methods : list of str, optional
+        The participant level's methods paragraphs (``workflow_descriptions``); by
+        default those recorded in ``logs/CITATION.json`` (``--reports-only``).
 
     Returns
     -------
@@ -104,34 +159,32 @@ def write_participant_reports(config: Config, subjects: list[SubjectData],
         The reports written.
     """
     labels = [s.subject for s in subjects]
+    if methods is None:
+        methods = read_methods(config.output_dir, "participant")
+    layout = open_output_layout(config.output_dir)
     written = []
     for subject in subjects:
-        root = config.output_dir / f"sub-{subject.subject}"
-        task = subject.tasks[0]
-        layer_maps = sorted(
-            root.rglob(f"*_task-{task}_*_desc-layer[0-9][0-9]_stat-r_statmap.nii.gz"))
-        masks = sorted(root.rglob(f"*_task-{task}_*_desc-searchlight_mask.nii.gz"))
-        figures = sorted(root.rglob("figures/*.svg"))
-        rdm_figures = [f for f in figures
-                       if f.name.endswith(f"task-{task}_desc-candidates_rdm.svg")]
-        reportlets = [f for f in figures if not f.name.endswith("_rdm.svg")]
-        confounds = sorted(root.rglob("func/*_desc-confounds_timeseries.tsv"))
-        runs = [r for r in subject.bold if r.task == task]
+        label = subject.subject
+        tasks = [task_maps(layout, label, task) for task in subject.tasks]
+        figures = layout.get(subject=label, extension=".svg")
+        reportlets = sorted(Path(f.path) for f in figures
+                            if f.get_entities().get("suffix") != "rdm")
+        confounds = sorted(Path(f.path) for f in layout.get(
+            subject=label, desc="confounds", suffix="timeseries", extension=".tsv"))
+        runs = list(subject.bold)
         summary = {
-            "tasks": ", ".join(subject.tasks) + (
-                f" (maps shown for task-{task})" if len(subject.tasks) > 1 else ""),
-            "BOLD runs": len(subject.bold),
-            "repetition time (s)": runs[0].repetition_time,
+            "BOLD runs": len(runs),
+            "repetition time (s)": ", ".join(
+                sorted({f"{r.repetition_time:g}" for r in runs})) or "none",
             "trials per run": ", ".join(str(len(r.trials)) for r in runs),
             "stimuli": len(subject.stimuli),
             "permutations of the null": config.n_permutations or "none",
         }
         report = write_participant_report(
-            config.output_dir, subject.subject, layer_maps=layer_maps,
-            mask=masks[0] if masks else None, reportlets=reportlets, confounds=confounds,
-            candidate_rdms=rdm_figures[0] if rdm_figures else None, summary=summary,
-            warnings=_subject_warnings(warnings, subject.subject, labels),
-            tr=runs[0].repetition_time)
-        LOGGER.info("Report for sub-%s: %s", subject.subject, report)
+            config.output_dir, label, tasks=tasks, reportlets=reportlets,
+            confounds=confounds, summary=summary,
+            warnings=_subject_warnings(warnings, label, labels),
+            tr=runs[0].repetition_time if runs else None, methods=methods)
+        LOGGER.info("Report for sub-%s: %s", label, report)
         written.append(report)
     return written

@@ -85,3 +85,31 @@ def carpet_timeseries(bold: str | Path, segmentation: str | Path,
     for k in range(img.shape[3]):
         data[:, k] = np.asarray(img.dataobj[..., k], dtype=np.float32).reshape(-1)[rows]
     return data, segments
+
+
+def drop_flat_rows(data: np.ndarray, segments: dict[str, np.ndarray]
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Remove the rows without signal (constant or not finite) from a carpet plot's rows.
+
+    A voxel of the segmentation that lies outside the BOLD field of view is 0 at every
+    volume; detrended and scaled it draws as a flat grey band that looks like data.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        (rows, volumes), as :func:`carpet_timeseries` returns it.
+    segments : dict of str to numpy.ndarray
+        Row indices per segment.
+
+    Returns
+    -------
+    tuple
+        The rows that vary over time, and each segment's indices into them (a segment
+        left without rows is dropped).
+    """
+    data = np.asarray(data)
+    finite = np.isfinite(data).all(axis=1)
+    varies = finite & (np.ptp(np.where(finite[:, None], data, 0.0), axis=1) > 0)
+    new_index = np.cumsum(varies) - 1
+    kept = {name: new_index[rows[varies[rows]]] for name, rows in segments.items()}
+    return data[varies], {name: rows for name, rows in kept.items() if rows.size}

@@ -5,14 +5,24 @@
 - :func:`write_citation`: ``logs/CITATION.md``.
 """
 
-from .citation import write_citation
-from .group import GroupSection, InferenceMaps, cluster_table, write_group_report
-from .participant import write_participant_report
+from .citation import read_methods, write_citation
+from .group import (
+    GroupSection,
+    InferenceMaps,
+    UnthresholdedMaps,
+    cluster_table,
+    write_group_report,
+)
+from .participant import TaskMaps, read_sidecar, write_participant_report
 
 __all__ = [
     "GroupSection",
     "InferenceMaps",
+    "TaskMaps",
+    "UnthresholdedMaps",
     "cluster_table",
+    "read_methods",
+    "read_sidecar",
     "write_citation",
     "write_group_report",
     "write_participant_report",

@@ -164,3 +164,27 @@ def write_citation(output_dir: str | Path, descs: Sequence[str], *,
     versions = tool_versions()
     write_json(store, {"sections": sections, "versions": versions})
     return write_text(logs / "CITATION.md", citation_text(sections, versions))
+
+
+def read_methods(output_dir: str | Path, section: str = "participant") -> list[str]:
+    """Return one level's methods paragraphs as :func:`write_citation` last recorded them.
+
+    Parameters
+    ----------
+    output_dir : str or Path
+        The derivatives root.
+    section : str, optional
+        ``"participant"`` or ``"group"``.
+
+    Returns
+    -------
+    list of str
+        The paragraphs, or an empty list when ``logs/CITATION.json`` is absent or
+        unreadable.
+    """
+    store = Path(output_dir) / "logs" / "CITATION.json"
+    try:
+        sections = json.loads(store.read_text()).get("sections", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+    return [str(p) for p in sections.get(section) or []]

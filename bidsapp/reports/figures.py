@@ -22,6 +22,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap, Normalize, to_hex  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 if TYPE_CHECKING:
@@ -322,23 +323,69 @@ def plot_candidate_rdms(candidate_rdms: np.ndarray, layer_names: Sequence[str]) 
     Returns
     -------
     matplotlib.figure.Figure
-        One image per layer, each on its own color scale, as in the study.
+        One image per layer, each on its own color scale as in the study, each with its
+        color bar (the scales differ, so one shared bar would mislead).
     """
     rdms = np.asarray(candidate_rdms)
     n_cols = min(5, max(1, rdms.shape[0]))
     n_rows = int(np.ceil(rdms.shape[0] / n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.4 * n_cols, 2.5 * n_rows),
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.8 * n_cols, 2.6 * n_rows),
                              squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if k < rdms.shape[0]:
-            ax.imshow(rdms[k], cmap="viridis", interpolation="nearest")
+            image = ax.imshow(rdms[k], cmap="viridis", interpolation="nearest")
             ax.set_title(f"{k + 1}. {layer_names[k]}", fontsize=8)
+            bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+            bar.ax.tick_params(labelsize=6)
+            if k % n_cols == n_cols - 1 or k == rdms.shape[0] - 1:
+                bar.set_label("1 - Spearman", fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def plot_motion(confounds: pd.DataFrame, tr: float | None = None) -> Figure:
+FD_THRESHOLD_MM = 0.5
+"""Framewise displacement marked in the plots (Power et al., 2012)."""
+
+
+def draw_framewise_displacement(ax, fd: np.ndarray, tr: float | None = None,
+                                threshold: float = FD_THRESHOLD_MM) -> None:
+    """Draw framewise displacement on ``ax``: y ticks in mm, the threshold, mean and max.
+
+    Shared by the motion plot and the carpet plot, so that both show FD alike and in a
+    readable size.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The panel to draw on.
+    fd : numpy.ndarray
+        FD per volume (mm); NaN (the first volume) is not drawn.
+    tr : float, optional
+        Repetition time, for an x axis in seconds instead of volumes.
+    threshold : float, optional
+        FD marked with a dashed line and counted.
+    """
+    fd = np.asarray(fd, dtype=float)
+    time = np.arange(fd.size) * (tr or 1.0)
+    ax.plot(time, fd, lw=0.9, color="tab:red")
+    ax.axhline(threshold, color="0.3", lw=0.8, ls="--")
+    finite = fd[np.isfinite(fd)]
+    top = max(threshold * 1.2, float(finite.max()) * 1.1 if finite.size else 0.0)
+    ax.set_ylim(0.0, top)
+    ax.set_ylabel("FD (mm)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    if fd.size:
+        ax.set_xlim(time[0], max(time[-1], tr or 1.0))
+    summary = (f"mean {np.mean(finite):.2f} mm, max {np.max(finite):.2f} mm, "
+               f"{int(np.sum(finite > threshold))} volumes > {threshold:g} mm"
+               if finite.size else "no FD values")
+    # Above the panel, where no curve can hide it.
+    ax.set_title(f"FD: {summary}", loc="right", fontsize=9)
+
+
+def plot_motion(confounds: pd.DataFrame, tr: float | None = None,
+                fd_threshold: float = FD_THRESHOLD_MM) -> Figure:
     """Plot head motion: translations, rotations and framewise displacement.
 
     Parameters
@@ -348,6 +395,8 @@ def plot_motion(confounds: pd.DataFrame, tr: float | None = None) -> Figure:
         ``framewise_displacement`` (mm); missing columns are skipped.
     tr : float, optional
         Repetition time, to label the x axis in seconds instead of volumes.
+    fd_threshold : float, optional
+        FD marked in the bottom panel.
 
     Returns
     -------
@@ -359,16 +408,131 @@ def plot_motion(confounds: pd.DataFrame, tr: float | None = None) -> Figure:
     panels = (
         ("translation (mm)", ["trans_x", "trans_y", "trans_z"], 1.0),
         ("rotation (deg)", ["rot_x", "rot_y", "rot_z"], 180.0 / np.pi),
-        ("FD (mm)", ["framewise_displacement"], 1.0),
     )
-    for ax, (label, columns, scale) in zip(axes, panels, strict=True):
+    for ax, (label, columns, scale) in zip(axes, panels, strict=False):
         for column in columns:
             if column in confounds:
                 ax.plot(time, np.asarray(confounds[column], dtype=float) * scale,
                         lw=0.8, label=column)
-        ax.set_ylabel(label, fontsize=8)
+        ax.set_ylabel(label, fontsize=9)
+        ax.tick_params(labelsize=8)
         if ax.has_data():
-            ax.legend(fontsize=7, loc="upper right", ncol=3)
+            ax.legend(fontsize=8, loc="upper right", ncol=3)
+    if "framewise_displacement" in confounds:
+        draw_framewise_displacement(axes[2], confounds["framewise_displacement"], tr,
+                                    fd_threshold)
+    else:
+        axes[2].set_ylabel("FD (mm)", fontsize=9)
     axes[-1].set_xlabel("time (s)" if tr else "volume")
     fig.tight_layout()
+    return fig
+
+
+def _background(space: str | None):
+    # nilearn's bundled MNI152 is the right background only for an MNI template's grid.
+    if (space or "").upper().startswith("MNI"):
+        return datasets.load_mni152_template(resolution=2)
+    return None
+
+
+def plot_best_layer_map(dseg_img: nib.spatialimages.SpatialImage,
+                        layer_names: Sequence[str], space: str | None = None,
+                        n_slices: int = 8, title: str | None = None) -> Figure:
+    """Plot a participant's best layer (the layer of maximum r) on axial slices.
+
+    Slices, not a glass brain: a maximum projection of labels would show only the deepest
+    layer along each ray.
+
+    Parameters
+    ----------
+    dseg_img : nibabel image
+        Layer index 1..L per voxel, 0 outside the analysis mask.
+    layer_names : sequence of str
+        One name per layer, for the legend.
+    space : str, optional
+        The template; an MNI template gets nilearn's MNI152 as background.
+    n_slices : int, optional
+        Axial slices shown.
+    title : str, optional
+        Drawn over the slices.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The slices and a legend of the layer colors (green shallow, red deep).
+    """
+    n_layers = len(layer_names)
+    data = np.rint(np.nan_to_num(np.asarray(dseg_img.dataobj, dtype=np.float64)))
+    img = nib.Nifti1Image(data.astype(np.float32), dseg_img.affine)
+    fig = plt.figure(figsize=(12, 2.9))
+    bg = _background(space)
+    # A small grid has fewer planes than slices asked for; nilearn would warn.
+    plotting.plot_stat_map(img, bg_img=bg, display_mode="z",
+                           cut_coords=max(1, min(n_slices, data.shape[2])),
+                           cmap=layer_colormap(n_layers), vmin=0.5, vmax=n_layers + 0.5,
+                           threshold=0.5, colorbar=False, figure=fig,
+                           axes=(0.0, 0.22, 1.0, 0.78), annotate=True,
+                           draw_cross=False, symmetric_cbar=False,
+                           black_bg=bg is None, resampling_interpolation="nearest",
+                           title=title)
+    colors = layer_colors(n_layers)
+    handles = [Patch(color=colors[k], label=f"{k + 1} {layer_names[k]}")
+               for k in range(n_layers)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(n_layers, 10), fontsize=8,
+               frameon=False)
+    return fig
+
+
+def plot_participant_maxima(max_img: nib.spatialimages.SpatialImage,
+                            debiased_img: nib.spatialimages.SpatialImage | None = None,
+                            beyond_img: nib.spatialimages.SpatialImage | None = None
+                            ) -> Figure:
+    """Plot a participant's maximum r over layers beside its debiased version.
+
+    Parameters
+    ----------
+    max_img : nibabel image
+        Maximum r over the layers (NaN or 0 outside the mask).
+    debiased_img : nibabel image, optional
+        Maximum r minus the participant's null mean at each voxel.
+    beyond_img : nibabel image, optional
+        The debiased r where the voxel is beyond the null, 0 elsewhere.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row of ``lzr`` glass brains per map given, each on a symmetric scale of
+        its own (the debiased values are smaller than the raw ones).
+    """
+    rows = [("maximum r over layers (raw, biased upward)", max_img)]
+    if debiased_img is not None:
+        rows.append(("maximum r minus the null mean (debiased)", debiased_img))
+    if beyond_img is not None:
+        rows.append(("debiased r, voxels beyond the null only", beyond_img))
+    return plot_glass_brain_rows(rows)
+
+
+def plot_glass_brain_rows(rows: Sequence[tuple[str, nib.spatialimages.SpatialImage]]
+                          ) -> Figure:
+    """Plot one row of ``lzr`` glass brains per map, each on its own symmetric scale.
+
+    Parameters
+    ----------
+    rows : sequence of (str, nibabel image)
+        Title and map; NaN is drawn as 0.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The rows, each with its colour bar.
+    """
+    fig = plt.figure(figsize=(10, 2.8 * len(rows)))
+    height = 1.0 / max(1, len(rows))
+    for k, (title, img) in enumerate(rows):
+        data = np.nan_to_num(np.asarray(img.dataobj, dtype=np.float32))
+        peak = float(np.max(np.abs(data))) or 1.0
+        plotting.plot_glass_brain(nib.Nifti1Image(data, img.affine), display_mode="lzr",
+                                  plot_abs=False, cmap="RdBu_r", vmin=-peak, vmax=peak,
+                                  colorbar=True, figure=fig, title=title,
+                                  axes=(0.0, 1.0 - (k + 1) * height, 1.0, height))
     return fig

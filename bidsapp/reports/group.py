@@ -59,6 +59,28 @@ class InferenceMaps:
 
 
 @dataclass
+class UnthresholdedMaps:
+    """The group maps shown whatever the tests found, labelled as unthresholded.
+
+    Attributes
+    ----------
+    mean_max_r : nibabel image
+        Mean over participants of the maximum r over layers, every voxel analysed.
+    layer : nibabel image
+        Modal layer 1..L over participants, every voxel analysed.
+    effect : nibabel image
+        An effect size per voxel, e.g. the debiased mean maximum r.
+    effect_name : str
+        What ``effect`` is, shown as its title.
+    """
+
+    mean_max_r: nib.spatialimages.SpatialImage
+    layer: nib.spatialimages.SpatialImage
+    effect: nib.spatialimages.SpatialImage
+    effect_name: str
+
+
+@dataclass
 class GroupSection:
     """Everything the report shows about one task.
 
@@ -78,6 +100,8 @@ class GroupSection:
         The study's test and, when available, the permutation test.
     warnings : list of str
         Shown highlighted.
+    unthresholded : UnthresholdedMaps, optional
+        Shown before the tests, whether or not any voxel is significant.
     """
 
     title: str
@@ -87,6 +111,7 @@ class GroupSection:
     parameters: dict
     tests: list[InferenceMaps]
     warnings: list[str] = field(default_factory=list)
+    unthresholded: UnthresholdedMaps | None = None
 
 
 def cluster_table(peak_stat: nib.spatialimages.SpatialImage,
@@ -160,8 +185,9 @@ def _test_html(test: InferenceMaps, section: GroupSection) -> list[str]:
     out = [f"<h3>{escape(test.title)}</h3>", f"<p>{escape(test.description)}</p>",
            f"<p><b>{test.n_significant}</b> significant voxels.</p>"]
     if test.files:
-        out.append('<p class="note">Files: ' + ", ".join(escape(f) for f in test.files)
-                   + "</p>")
+        out.append('<p class="note">Files of this test (in <code>group/</code>):</p>'
+                   '<ul class="files">' + "".join(f"<li>{escape(Path(f).name)}</li>"
+                                                  for f in test.files) + "</ul>")
     if test.n_significant:
         out.append(figure_html(figures.plot_layer_histograms(test.layer_dseg, names),
                                "Layer assignments of significant voxels per hemisphere "
@@ -177,6 +203,25 @@ def _test_html(test: InferenceMaps, section: GroupSection) -> list[str]:
                              test.peak_stat_name)
     out += ["<h4>Significant clusters</h4>", _cluster_html(clusters, section.space)]
     return out
+
+
+def _unthresholded_html(maps: UnthresholdedMaps, section: GroupSection) -> list[str]:
+    """Return the unthresholded maps: always shown, never to be read as significant."""
+    return [
+        "<h3>Unthresholded maps</h3>",
+        '<p class="warning">UNTHRESHOLDED: every voxel analysed is shown, significant or '
+        "not. These maps say where the values are largest, not where they exceed chance; "
+        "the tests below say that.</p>",
+        figure_html(figures.plot_glass_brain_rows([
+            ("mean maximum r (unthresholded)", maps.mean_max_r),
+            (f"{maps.effect_name} (unthresholded)", maps.effect)]),
+            f"Glass brains, unthresholded: the mean over participants of the maximum r over "
+            f"layers, and the effect size ({maps.effect_name})."),
+        figure_html(figures.plot_best_layer_map(maps.layer, section.layer_names, section.space,
+                                                title="modal layer (unthresholded)"),
+                    "Layer map, unthresholded: the layer most participants had at each voxel "
+                    "analysed, significant or not. Green shallow, red deep."),
+    ]
 
 
 def write_group_report(output_dir: str | Path, sections: Sequence[GroupSection], *,
@@ -212,6 +257,8 @@ def write_group_report(output_dir: str | Path, sections: Sequence[GroupSection],
             "Distributions of the Spearman correlations between each candidate RDM and all "
             "searchlight target RDMs, all participants, uncorrected, with a Gaussian fit "
             "(red; cf. the study's Fig. 6)."))
+        if section.unthresholded is not None:
+            body += _unthresholded_html(section.unthresholded, section)
         for test in section.tests:
             body += _test_html(test, section)
     if methods:

@@ -32,6 +32,12 @@ img, svg { max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.9em; }
 figure { margin: 1em 0; }
 figcaption { font-size: 0.9em; color: #444; }
+h3.run { background: #eef3f8; padding: 0.2em 0.5em; border-left: 4px solid #4a78a8; }
+.verdict { background: #e8f4ea; border-left: 4px solid #2e7d32; padding: 0.5em 0.8em;
+           font-size: 1.05em; }
+.verdict.null { background: #f3f3f3; border-left-color: #666; }
+ul.toc { columns: 2; font-size: 0.9em; }
+ul.files { font-family: monospace; font-size: 0.85em; }
 """
 
 _XML_PROLOG = re.compile(r"<\?xml[^>]*\?>|<!DOCTYPE[^>]*>", re.IGNORECASE)

@@ -10,6 +10,7 @@ tests the same maximum against its null from block permutations of the candidate
 from .fdr import fdr_mask, fdr_threshold
 from .group import PermutationResult, StudyResult, permutation_statistics, study_statistics
 from .layers import max_over_layers, mean_layer, modal_layer
+from .participant import ParticipantTest, participant_permutation_test
 from .permutation import (
     DEFAULT_N_DRAWS,
     DEFAULT_N_PERMUTATIONS,
@@ -34,6 +35,7 @@ __all__ = [
     "EXACT",
     "FITTED",
     "ParticipantNull",
+    "ParticipantTest",
     "PermutationResult",
     "StudyResult",
     "block_index",
@@ -49,6 +51,7 @@ __all__ = [
     "n_distinct_block_orders",
     "one_sample_ttest",
     "participant_null",
+    "participant_permutation_test",
     "participant_seed",
     "permutation_scheme",
     "permutation_statistics",

@@ -44,3 +44,21 @@ def test_a_segmentation_on_another_grid_is_refused(series_and_dseg, tmp_path):
     nb.Nifti1Image(labels[:-1], np.eye(4)).to_filename(tmp_path / "other.nii.gz")
     with pytest.raises(ValueError, match="not on the grid"):
         carpet_timeseries(bold, tmp_path / "other.nii.gz", {1: "grey matter"})
+
+
+def test_rows_outside_the_field_of_view_are_dropped():
+    from bidsapp.preproc.carpet import drop_flat_rows
+
+    rng = np.random.default_rng(0)
+    data = rng.random((6, 10)).astype(np.float32)
+    data[1] = 0.0  # grey matter outside the field of view
+    data[4] = 7.0  # constant
+    data[5, 3] = np.nan
+    kept, segments = drop_flat_rows(data, {"grey matter": np.array([0, 1, 2]),
+                                           "other brain": np.array([3, 4, 5])})
+    np.testing.assert_array_equal(kept, data[[0, 2, 3]])
+    assert {k: v.tolist() for k, v in segments.items()} == {"grey matter": [0, 1],
+                                                            "other brain": [2]}
+    _, only_gm = drop_flat_rows(data, {"grey matter": np.array([0]),
+                                       "other brain": np.array([1])})
+    assert list(only_gm) == ["grey matter"]

@@ -146,7 +146,12 @@ def test_participant_report(tmp_path):
     assert_self_contained(html)
     assert "UNTRAINED" in html and "slice timing skipped" in html
     assert "REGISTRATION" in html  # the reportlet is inlined
-    assert html.count("data:image/png;base64,") == 3  # motion, RDMs, layer maps
+    # motion (no motion reportlet, so drawn here, once), RDMs, layer maps, best layer, maximum
+    assert html.count("data:image/png;base64,") == 5
+    assert html.count("<figcaption>task-music, run-1: head motion") == 1
+    assert '<h3 id="prep-task-music-run-1" class="run">task-music, run-1</h3>' in html
+    assert "Best layer (task-music)" in html
+    assert "No permutation null was written" in html
     assert html.index("conv1") < html.index("conv10")  # layers in LayerIndex order
     assert not list(tmp_path.glob(".tmp-*"))
 
