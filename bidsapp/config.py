@@ -74,6 +74,16 @@ class Config:
         threads = max(1, self.omp_nthreads or 1)
         return max(1, (self.nprocs or os.cpu_count() or 1) // threads)
 
+    @property
+    def job_memory_gb(self) -> float:
+        """GB each job that runs at once may hold: ``--mem`` shared out among them.
+
+        Without ``--mem``, 90% of this machine's memory, as nipype's MultiProc assumes.
+        """
+        total = self.mem_gb or 0.9 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") \
+            / 2**30
+        return total / self.jobs_at_once
+
     def to_dict(self) -> dict[str, Any]:
         """Return the options as TOML-ready plain types (paths as strings, ``None`` omitted)."""
         out: dict[str, Any] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -92,11 +91,6 @@ def check_inputs(config: Config) -> tuple[list[SubjectData], dict[str, dict[str,
     return subjects, designs
 
 
-def physical_memory_gb() -> float:
-    """Return this machine's physical memory in GB (the budget when --mem is not given)."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-
-
 def _check_memory(config: Config, designs: dict, template) -> None:
     """Stop now if one searchlight job cannot fit its share of the memory (exit 64).
 
@@ -104,7 +98,7 @@ def _check_memory(config: Config, designs: dict, template) -> None:
     their number; a job needs at least :func:`bidsapp.rsa.searchlight.minimum_job_memory`
     for the task's T and the grey-matter voxels of the output grid, whatever the null.
     """
-    budget = (config.mem_gb or physical_memory_gb()) / config.jobs_at_once
+    budget = config.job_memory_gb
     n_voxels = int(np.count_nonzero(np.asanyarray(gm_mask_from_probseg(
         nb.load(template.gm_probseg), config.output_res).dataobj)))
     threads = max(1, config.omp_nthreads or 1)

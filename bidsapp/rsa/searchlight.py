@@ -260,6 +260,8 @@ def estimate_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_co
 
 #: Bytes a null's :func:`searchlight` call may hold when the caller names no budget.
 DEFAULT_MEMORY = 2 * 2**30
+#: Resident memory of a process that imported numpy, scipy and torch, before any data.
+PROCESS_BASELINE = 512 * 2**20
 #: Fewest and most target RDMs stacked for one product with a null's candidates.  Each
 #: stack gathers every tile of candidates once: at T = 2,400 and K x L = 1,010 the gather
 #: costs ~5 s of one core, against ~0.05 s of product per target RDM.
@@ -284,17 +286,21 @@ def null_engine_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n
     Returns
     -------
     int
-        Bytes: the patterns and keys, the candidates (float32 T x T per layer, float64
-        columns), the stack (float32 T (T + 1) / 2 per row), the gathered tile and its
-        index, each thread's buffers, and the output and its float64 sums.
+        Bytes: the process's libraries (``PROCESS_BASELINE``), the patterns and keys, the
+        candidates (float32 T x T per layer, float64 columns), the stack (float32
+        T (T + 1) / 2 per row), the gathered tile and its index, each thread's buffers, and
+        the output and its float64 sums.
     """
     rfp = n_trs * (n_trs + 1) // 2
     data = n_trs * n_voxels * (4 + 4 + 8)
-    candidates = n_layers * (n_trs * n_trs * 4 * 2 + rfp * 8)
+    # The RDMs as given (float32), their ranked columns and upper triangles (float64, the
+    # latter while ranking), and the full matrices with their gather blocks (float32).
+    candidates = n_layers * (n_trs * n_trs * 4 * 3 + rfp * 8 * 2)
     tile = min(TILE_PAIRS, rfp) * n_orders * (n_layers * 4 + 8 + 8)
     threads = max(1, n_jobs) * (rfp * (8 + 4 + 8 + 8) + n_trs * sphere * 24)
     output = n_centers * n_orders * n_layers * 4 + stack_rows * n_orders * n_layers * 16
-    return int(data + candidates + tile + threads + output + stack_rows * rfp * 4)
+    return int(PROCESS_BASELINE + data + candidates + tile + threads + output
+               + stack_rows * rfp * 4)
 
 
 def null_stack_rows(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_layers: int,

@@ -96,14 +96,11 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
                 "place, cut to its length or extended by running it backwards from its end, "
                 "so that trial boundaries stayed in place."
             )
-    # Without --mem: the null's K x L ranked candidates in 1 GiB passes (~1 GB at T = 496,
-    # K = 100).  With --mem, each of the jobs that can run at once gets its share, and
-    # the null makes as many passes as it takes to stay within it.
+    # Each of the jobs that can run at once gets its share of --mem (else of the machine's
+    # memory); the null's engine sizes its stack of target RDMs from it.
     threads = config.omp_nthreads or 1
     chunk_args = {}
-    mem_gb = 3 if n_perm else 2
-    if config.mem_gb:
-        mem_gb = chunk_args["mem_gb"] = config.mem_gb / config.jobs_at_once
+    mem_gb = chunk_args["mem_gb"] = config.job_memory_gb
     if n_perm:
         chunk_args["design"] = design
     chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
