@@ -10,6 +10,11 @@
 #   PYTHON            the interpreter to build the venv from (default: python3)
 #   BIDSAPP_EDITABLE=0  install the package itself non-editable (the container image)
 #   BIDSAPP_WITH_TRAINING=0  skip the training extras (FluidSynth, music21)
+#   BIDSAPP_TORCH     the torch requirement (default: torch==2.13.0, which on PyPI is the CUDA
+#                     build for Linux; torch==2.13.0+cpu is the CPU-only build, found on
+#                     https://download.pytorch.org/whl/cpu or a local wheel folder)
+#   BIDSAPP_DEPS_ONLY=1  install torch and the package's dependencies only, not the package,
+#                     the validator or the weights (the container's cached dependency layer)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,12 +59,31 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 
 # torch first and pinned: 2.13.0 is the CPU wheel on this machine's disk; any looser spec
 # makes pip fetch a multi-GB CUDA build.
-"${pip[@]}" install -q "torch==2.13.0"
+torch_spec="${BIDSAPP_TORCH:-torch==2.13.0}"
+if ! "${pip[@]}" install -q "$torch_spec"; then
+  echo "install.sh: error: could not install $torch_spec; for torch==2.13.0+cpu give pip an" \
+    "index or folder that has it, e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" >&2
+  exit 1
+fi
 # antspyx 0.6.3 needs numpy<2.4 and scipy<1.16; the rest co-install with those caps.
 # Editable in a checkout (developers, CI); a plain install in the container image.
 extras="dev"
 [[ "${BIDSAPP_WITH_TRAINING:-1}" == 1 ]] && extras="dev,training"
-if [[ "${BIDSAPP_EDITABLE:-1}" == 1 ]]; then
+if [[ "${BIDSAPP_DEPS_ONLY:-0}" == 1 ]]; then
+  # The requirements of pyproject.toml (and the extras), without the package itself.
+  mapfile -t requirements < <("$venv/bin/python" - "$repo/pyproject.toml" "$extras" <<'PY'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+reqs = list(project["dependencies"])
+for extra in sys.argv[2].split(","):
+    reqs += project["optional-dependencies"][extra]
+print("\n".join(r for r in reqs if not r.startswith("torch")))
+PY
+  )
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$torch_spec" "${requirements[@]}"
+  "$venv/bin/python" -c "import torch, ants, nipype, bids, nilearn; print('install.sh: dependencies ok, torch', torch.__version__)"
+  exit 0
+elif [[ "${BIDSAPP_EDITABLE:-1}" == 1 ]]; then
   "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" -e "$repo[$extras]"
 else
   "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$repo[$extras]"
