@@ -5,7 +5,8 @@
 # no layer keeps it.  Without BUILD_CA_URL this does nothing.
 if [[ -n "${BUILD_CA_URL:-}" ]]; then
   python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
-    "$BUILD_CA_URL" /tmp/build-ca.pem
+    "$BUILD_CA_URL" /tmp/build-ca.pem \
+    || { echo "build_ca.sh: cannot fetch BUILD_CA_URL=$BUILD_CA_URL" >&2; return 1; }
   export PIP_CERT=/tmp/build-ca.pem NODE_EXTRA_CA_CERTS=/tmp/build-ca.pem \
     SSL_CERT_FILE=/tmp/build-ca.pem REQUESTS_CA_BUNDLE=/tmp/build-ca.pem
 fi

@@ -129,13 +129,14 @@ say "base $BASE_IMAGE ($base_python)"
 # 127.0.0.1 so that the build (--network host) sees what pip on the host sees.  The ports are
 # fixed: build arguments are part of the layer cache key.
 port=18710
-serve() {  # serve DIR; prints the URL
+served_url=""
+serve() {  # serve DIR: a static file server for DIR on the next port; sets served_url
   local dir="$1"
   port=$((port + 1))
   python3 -m http.server "$port" --bind 127.0.0.1 --directory "$dir" \
     >>"$log_dir/pip-mirror.log" 2>&1 &
   started_pids+=("$!")
-  echo "http://127.0.0.1:$port"
+  served_url="http://127.0.0.1:$port"
 }
 pip_conf() {  # the value of a pip setting: env first, then pip config
   local env_name="$1" key="$2" value
@@ -152,12 +153,14 @@ for entry in $(pip_conf PIP_FIND_LINKS find-links); do
   if [[ "$variant" == cuda ]] && compgen -G "$path/torch-*+cpu-*.whl" >/dev/null; then
     continue
   fi
-  find_links+=" $(serve "$path")"
+  serve "$path"
+  find_links+=" $served_url"
 done
 for entry in $(pip_conf PIP_EXTRA_INDEX_URL extra-index-url); do
   path="${entry#file://}"
   if [[ "$entry" == file://* && "$path" == */simple && -d "$path" ]]; then
-    extra_index+=" $(serve "${path%/simple}")/simple"  # its links climb to ../../files
+    serve "${path%/simple}"  # the index's links climb to ../../files
+    extra_index+=" $served_url/simple"
   elif [[ "$entry" != file://* ]]; then
     extra_index+=" $entry"
   fi
@@ -172,9 +175,20 @@ ca_bundle="$(pip_conf PIP_CERT cert)"
 if [[ -n "$ca_bundle" && -f "$ca_bundle" ]]; then
   mkdir -p "$check_dir/ca"
   cp "$ca_bundle" "$check_dir/ca/ca.pem"
-  build_args+=(--build-arg "BUILD_CA_URL=$(serve "$check_dir/ca")/ca.pem")
+  serve "$check_dir/ca"
+  build_args+=(--build-arg "BUILD_CA_URL=$served_url/ca.pem")
 fi
-sleep 1  # let the mirrors bind
+# Every mirror answers before the build starts (a port taken by another program fails here).
+for ((p = 18711; p <= port; p++)); do
+  for _ in $(seq 20); do
+    python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" \
+      "$p" 2>/dev/null && break
+    sleep 0.25
+  done
+done
+for pid in "${started_pids[@]}"; do
+  kill -0 "$pid" 2>/dev/null || die "a local pip mirror did not start (port taken?); see $log_dir/pip-mirror.log"
+done
 
 # TemplateFlow's server: when it cannot be reached, the image holds the nilearn template only.
 if [[ -z "${TEMPLATES+set}" ]]; then

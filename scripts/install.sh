@@ -13,8 +13,8 @@
 #   BIDSAPP_TORCH     the torch requirement (default: torch==2.13.0, which on PyPI is the CUDA
 #                     build for Linux; torch==2.13.0+cpu is the CPU-only build, found on
 #                     https://download.pytorch.org/whl/cpu or a local wheel folder)
-#   BIDSAPP_DEPS_ONLY=1  install torch and the package's dependencies only, not the package,
-#                     the validator or the weights (the container's cached dependency layer)
+#   BIDSAPP_DEPS_ONLY=1  install the validator, torch and the package's dependencies, not the
+#                     package or the weights (the container's cached dependency layer)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,6 +57,14 @@ fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip setuptools wheel
 
+# The BIDS validator (legacy 1.x, runs offline), kept inside the venv and linked into its bin/.
+validator="$venv/node/node_modules/.bin/bids-validator"
+if command -v npm >/dev/null 2>&1 && [[ ! -x "$validator" ]]; then
+  npm install --prefix "$venv/node" --no-audit --no-fund --silent bids-validator@1.15.0 \
+    || echo "install.sh: warning: bids-validator could not be installed; validation is skipped"
+fi
+[[ -x "$validator" ]] && ln -sf "$validator" "$venv/bin/bids-validator"
+
 # torch first and pinned: 2.13.0 is the CPU wheel on this machine's disk; any looser spec
 # makes pip fetch a multi-GB CUDA build.
 torch_spec="${BIDSAPP_TORCH:-torch==2.13.0}"
@@ -88,14 +96,6 @@ elif [[ "${BIDSAPP_EDITABLE:-1}" == 1 ]]; then
 else
   "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$repo[$extras]"
 fi
-
-# The BIDS validator (legacy 1.x, runs offline), kept inside the venv and linked into its bin/.
-validator="$venv/node/node_modules/.bin/bids-validator"
-if command -v npm >/dev/null 2>&1 && [[ ! -x "$validator" ]]; then
-  npm install --prefix "$venv/node" --no-audit --no-fund --silent bids-validator@1.15.0 \
-    || echo "install.sh: warning: bids-validator could not be installed; validation is skipped"
-fi
-[[ -x "$validator" ]] && ln -sf "$validator" "$venv/bin/bids-validator"
 
 # Bundled network weights: until a trained release is committed, generate the documented
 # He-initialised, fixed-seed weights (marked "untrained"); a no-op when they are present.
