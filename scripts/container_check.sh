@@ -11,7 +11,9 @@
 #   BASE_IMAGE     the image to build on.  Default: python:3.11-slim-bookworm when the daemon
 #                  has it (or can pull it), else bidsapp-base:bookworm, built here from
 #                  Debian's packages with debootstrap and `docker import` (Python 3.11)
-#   TORCH_VARIANT  cpu (default here) or cuda (the public image's torch)
+#   TORCH_VARIANT  cpu (default here) or cuda (the public image's torch).  The CPU wheel,
+#                  torch==2.13.0+cpu, must be where pip looks: a find-links folder, or
+#                  PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 #   IMAGE          tag of the image (default: bidsapp:check-<variant>)
 #   TEMPLATES      TemplateFlow spaces downloaded at build time (default: the Dockerfile's,
 #                  or none when TemplateFlow's server cannot be reached)
@@ -32,7 +34,7 @@ build_only=0
 for arg in "$@"; do
   case "$arg" in
     --build-only) build_only=1 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "container_check: unknown argument $arg (see --help)" >&2; exit 64 ;;
   esac
 done
