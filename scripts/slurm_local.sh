@@ -76,7 +76,7 @@ MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill
 # A job whose dependency failed or was cancelled is cancelled too, not left pending.
-SchedulerParameters=kill_invalid_depend
+DependencyParameters=kill_invalid_depend
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
@@ -117,11 +117,16 @@ up() {
   if ! pid_alive "$dir/slurmd.pid"; then
     slurmd -f "$conf" || die "slurmd did not start; see $dir/log/slurmd.log"
   fi
-  # Up when the node takes jobs.
-  local state=""
-  for _ in $(seq 60); do
+  # Up when the node takes jobs.  A node that slurmctld marked down while munged or slurmd
+  # was away (not responding) is put back, as an administrator would.
+  local state="" host
+  host="$(hostname -s)"
+  for i in $(seq 60); do
     state="$(SLURM_CONF="$conf" sinfo -h -N -o '%T' 2>/dev/null | head -1)"
     [[ "$state" == idle* || "$state" == mixed* || "$state" == allocated* ]] && break
+    if [[ "$state" == down* || "$state" == drain* ]] && ((i % 5 == 0)); then
+      SLURM_CONF="$conf" scontrol update NodeName="$host" State=RESUME 2>/dev/null || true
+    fi
     sleep 1
   done
   [[ "$state" == idle* || "$state" == mixed* || "$state" == allocated* ]] \

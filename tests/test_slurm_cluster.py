@@ -254,6 +254,16 @@ def test_graph_plugin_runs_one_participant_and_a_cancelled_step_is_redone(
     same_outputs(local_run / "sub-01", out / "sub-01")
 
 
+def test_a_cancelled_job_cancels_the_jobs_waiting_on_it(slurm, tmp_path):
+    # DependencyParameters=kill_invalid_depend: nothing is left pending for ever.
+    first = slurm.run("sbatch", "--parsable", "--wrap", "sleep 120", cwd=tmp_path).strip()
+    second = slurm.run("sbatch", "--parsable", f"--dependency=afterok:{first}", "--wrap",
+                       "true", cwd=tmp_path).strip()
+    slurm.run("scancel", first)
+    slurm.wait_idle(timeout=120)
+    assert [j["JobState"] for j in slurm.jobs(second)] == ["CANCELLED"]
+
+
 def test_scheduler_down_stops_the_app_at_once(slurm, tiny, tmp_path):
     args = [tiny, tmp_path / "out", "participant", "--participant-label", "01",
             "-w", tmp_path / "work", "--use-plugin", EXAMPLES / "slurm_graph.yml", *COMMON]
