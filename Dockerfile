@@ -66,9 +66,10 @@ RUN source scripts/build_ca.sh \
 COPY bidsapp/ bidsapp/
 COPY models/ models/
 COPY run.py ./
+# BIDSAPP_TORCH=torch: the torch of the dependency layer stays (PyPI's CUDA build calls
+# itself 2.13.0+cu130, a version no index offers under that name).
 RUN source scripts/build_ca.sh \
-    && torch_spec="$(python -c 'import torch; print("torch==" + torch.__version__)')" \
-    && BIDSAPP_TORCH="$torch_spec" bash scripts/install.sh \
+    && BIDSAPP_TORCH=torch bash scripts/install.sh \
     && { bidsapp templates list | grep -E '^MNI152NLin2009aSym +ready' >/dev/null \
          || bidsapp templates seed-nilearn; } \
     && bidsapp templates list \

@@ -202,8 +202,6 @@ fi
 [[ -n "${TEMPLATES+set}" ]] && build_args+=(--build-arg "TEMPLATES=$TEMPLATES")
 
 # ---- 4. build --------------------------------------------------------------------------------
-cold=true
-docker image inspect "$image" >/dev/null 2>&1 && cold=false
 say "building $image (TORCH_VARIANT=$variant; log: $log_dir/build-$variant.log)"
 start="$(now)"
 docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
@@ -212,6 +210,9 @@ docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
   || { tail -30 "$log_dir/build-$variant.log" >&2; die "docker build failed; see $log_dir/build-$variant.log"; }
 build_s="$(since "$start")"
 cached_steps="$(grep -c 'Using cache' "$log_dir/build-$variant.log" || true)"
+# Cold: the dependency layer (apt, the validator, torch, the Python packages) was built.
+cold=false
+grep -q "install.sh: dependencies ok" "$log_dir/build-$variant.log" && cold=true
 image_bytes="$(docker image inspect -f '{{.Size}}' "$image")"
 base_bytes="$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")"
 torch_version="$(docker run --rm --network none --entrypoint python "$image" -c 'import torch; print(torch.__version__)')"

@@ -14,7 +14,7 @@ at the end.  On that cluster:
 4. a scheduler that cannot take jobs (slurmctld down, munged down) stops the app at once,
    with exit 69 and the fix, before anything is submitted.
 
-Slow (a local, two array and one graph participant run, about 15 min on 2 cores): run with
+Slow (a local, two array and one graph participant run: 35 min on 2 busy cores): run with
 ``pytest -m slow tests/test_slurm_cluster.py``.  Needs root (slurmd starts jobs as their
 owner) and the packages slurm-wlm and munge, installed with apt-get when missing; skipped,
 with the reason, where that cannot be done.
