@@ -12,6 +12,11 @@
 #   BIDSAPP_WITH_TRAINING=0  skip the training extras (FluidSynth, music21)
 #   BIDSAPP_WITH_BROWSER=0|1  Chromium for the report tests (default: 1 for an editable
 #                     install, as in CI; 0 for the container image, which runs no tests)
+#   BIDSAPP_TORCH     the torch requirement (default: torch==2.13.0, which on PyPI is the CUDA
+#                     build for Linux; torch==2.13.0+cpu is the CPU-only build, found on
+#                     https://download.pytorch.org/whl/cpu or a local wheel folder)
+#   BIDSAPP_DEPS_ONLY=1  install the validator, torch and the package's dependencies, not the
+#                     package or the weights (the container's cached dependency layer)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,19 +64,6 @@ fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip setuptools wheel
 
-# torch first and pinned: 2.13.0 is the CPU wheel on this machine's disk; any looser spec
-# makes pip fetch a multi-GB CUDA build.
-"${pip[@]}" install -q "torch==2.13.0"
-# antspyx 0.6.3 needs numpy<2.4 and scipy<1.16; the rest co-install with those caps.
-# Editable in a checkout (developers, CI); a plain install in the container image.
-extras="dev"
-[[ "${BIDSAPP_WITH_TRAINING:-1}" == 1 ]] && extras="dev,training"
-if [[ "${BIDSAPP_EDITABLE:-1}" == 1 ]]; then
-  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" -e "$repo[$extras]"
-else
-  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$repo[$extras]"
-fi
-
 # The BIDS validator (legacy 1.x, runs offline), kept inside the venv and linked into its bin/.
 validator="$venv/node/node_modules/.bin/bids-validator"
 if command -v npm >/dev/null 2>&1 && [[ ! -x "$validator" ]]; then
@@ -79,6 +71,38 @@ if command -v npm >/dev/null 2>&1 && [[ ! -x "$validator" ]]; then
     || echo "install.sh: warning: bids-validator could not be installed; validation is skipped"
 fi
 [[ -x "$validator" ]] && ln -sf "$validator" "$venv/bin/bids-validator"
+
+# torch first and pinned: 2.13.0 is the CPU wheel on this machine's disk; any looser spec
+# makes pip fetch a multi-GB CUDA build.
+torch_spec="${BIDSAPP_TORCH:-torch==2.13.0}"
+if ! "${pip[@]}" install -q "$torch_spec"; then
+  echo "install.sh: error: could not install $torch_spec; for torch==2.13.0+cpu give pip an" \
+    "index or folder that has it, e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" >&2
+  exit 1
+fi
+# antspyx 0.6.3 needs numpy<2.4 and scipy<1.16; the rest co-install with those caps.
+# Editable in a checkout (developers, CI); a plain install in the container image.
+extras="dev"
+[[ "${BIDSAPP_WITH_TRAINING:-1}" == 1 ]] && extras="dev,training"
+if [[ "${BIDSAPP_DEPS_ONLY:-0}" == 1 ]]; then
+  # The requirements of pyproject.toml (and the extras), without the package itself.
+  mapfile -t requirements < <("$venv/bin/python" - "$repo/pyproject.toml" "$extras" <<'PY'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+reqs = list(project["dependencies"])
+for extra in sys.argv[2].split(","):
+    reqs += project["optional-dependencies"][extra]
+print("\n".join(r for r in reqs if not r.startswith("torch")))
+PY
+  )
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$torch_spec" "${requirements[@]}"
+  "$venv/bin/python" -c "import torch, ants, nipype, bids, nilearn; print('install.sh: dependencies ok, torch', torch.__version__)"
+  exit 0
+elif [[ "${BIDSAPP_EDITABLE:-1}" == 1 ]]; then
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" -e "$repo[$extras]"
+else
+  "${pip[@]}" install -q -c "$repo/scripts/constraints.txt" "$repo[$extras]"
+fi
 
 # Bundled network weights: until a trained release is committed, generate the documented
 # He-initialised, fixed-seed weights (marked "untrained"); a no-op when they are present.

@@ -18,6 +18,7 @@ from bidsapp.config import Config
 from bidsapp.errors import BidsAppError, CannotWriteError
 
 from .runner import Abort, ProcessPlugin, disk_full
+from .scheduler import check_scheduler
 
 LOGGER = logging.getLogger("bidsapp")
 #: The ``plugin`` name of :func:`plugin_settings` that stands for bidsapp's own runner.
@@ -146,6 +147,7 @@ def run_workflow(workflow, config: Config) -> int:
         LOGGER.info("Running %s in %s (%d process(es))", workflow.name, workflow.base_dir,
                     plugin.processors)
     else:
+        check_scheduler(plugin)
         LOGGER.info("Running %s with nipype's %s plugin in %s", workflow.name, plugin,
                     workflow.base_dir)
     started = time.time()
