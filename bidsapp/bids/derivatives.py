@@ -18,7 +18,8 @@ from bidsapp.io import write_json, write_text
 BIDS_VERSION = "1.9.0"
 #: Draft entities and suffixes our outputs use (BEP012 functional derivatives: statmap, stat-,
 #: boldref, timeseries; BEP014 transforms: xfm), our RDMs, and folders outside the standard
-#: (reports' figures/ as in fMRIPrep, features/, group/).
+#: (reports' figures/ as in fMRIPrep, features/, group/).  Folders are named without a
+#: trailing slash: the schema-based validator (3.x) matches "figures/" to no folder.
 BIDSIGNORE = """\
 # Entities and suffixes that are still BIDS drafts, and folders outside the standard.
 *_statmap.nii.gz
@@ -28,10 +29,10 @@ BIDSIGNORE = """\
 *_xfm.*
 *_boldref.*
 *_timeseries.*
-features/
-figures/
-group/
-logs/
+features
+figures
+group
+logs
 *.html
 *.toml
 """
