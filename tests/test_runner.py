@@ -169,6 +169,10 @@ def test_disk_full_error_reads_errno_and_file():
     assert error.path == Path("/w/x.nii") and "ulimit -f" in error.fix
     assert disk_full_error("OSError: [Errno 2] No such file or directory: '/a'", Path("/w")) \
         is None
+    # A stream's write fails without a file name, and is re-raised with one.
+    chained = ("OSError: [Errno 28] No space left on device\n\nDuring handling ...\n"
+               "OSError: [Errno 28] No space left on device: '/o/features/a_features.npz'\n")
+    assert disk_full_error(chained, Path("/w")).path == Path("/o/features/a_features.npz")
     # nipype's own wording, without an errno in brackets.
     assert disk_full_error("No space left on device", Path("/w")).path == Path("/w")
 

@@ -73,7 +73,14 @@ class DerivativesDataSink(_NiwDerivativesDataSink):
         staging = final_base / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
         self.inputs.base_directory = str(staging)
         try:
-            runtime = super()._run_interface(runtime)
+            try:
+                runtime = super()._run_interface(runtime)
+            except OSError as exc:
+                if exc.filename is None:
+                    # A copy that fills the disk names no file; the run's exit-73 message
+                    # must name the output folder, not the work folder.
+                    exc.filename = str(final_base)
+                raise
             moved = []
             for key in ("out_file", "out_meta"):
                 files = self._results.get(key)
