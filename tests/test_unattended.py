@@ -244,7 +244,8 @@ PID1 = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 
 @pytest.mark.parametrize(("target", "sig"), [
     ("main", signal.SIGTERM), ("group", signal.SIGTERM), ("pid1", signal.SIGTERM),
-    ("main", signal.SIGINT), ("group", signal.SIGINT)])
+    ("main", signal.SIGINT), ("group", signal.SIGINT)],
+    ids=["SIGTERM-main", "SIGTERM-group", "SIGTERM-pid1", "SIGINT-main", "SIGINT-group"])
 def test_a_stop_signal_exits_128_plus_it_and_leaves_nothing_running(setup, target, sig):
     root, bids, env, clean = setup
     out, work = root / f"{sig.name}-{target}", root / f"{sig.name}-{target}-work"
