@@ -57,6 +57,8 @@ class Config:
     fdr_q: float = 0.05
     n_permutations: int = 100
     slice_time_ref: float = 0.5
+    #: ``--repetition-time``: the TR of every selected run, replacing the sidecars'.
+    repetition_time: float | None = None
     normalization_quality: str = "default"
     interpolation: str = "cubic"
     verbose: int = 0

@@ -253,9 +253,11 @@ def _check_trials_fit(run: BoldRun, design: RunDesign, lengths: Mapping[str, int
                 f"audio and needs volumes up to {stop - 1}, but the run has {run.n_volumes} "
                 f"volumes ({run.n_volumes} x TR {tr:g} s = {run.n_volumes * tr:.1f} s)",
                 path=run.path,
-                fix="check that the BOLD run is complete, that RepetitionTime is the true TR "
-                    "(a wrong TR shortens the run in seconds), and the onsets in "
-                    f"{run.events.name}")
+                fix=f"first check the TR: the run lasts {run.n_volumes * tr:.1f} s only if "
+                    f"{tr:g} s is the true TR (a converter's wrong RepetitionTime shortens "
+                    "it); if the protocol's TR differs, correct RepetitionTime and pixdim[4] "
+                    "or pass --repetition-time; then check that the BOLD run is complete and "
+                    f"the onsets in {run.events.name}")
 
 
 def subject_designs(subject: SubjectData, config: Config) -> dict[str, TrialDesign]:

@@ -63,6 +63,10 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if exc.filename is None:
+            # A write through an open stream names no file; the traceback a worker sends
+            # back must, so that the run's exit-73 message names this file, not a folder.
+            exc.filename = str(path)
         if exc.errno in _WRITE_ERRNOS:
             fix = ("raise the file-size limit (ulimit -f) or choose another output directory"
                    if exc.errno == errno.EFBIG else

@@ -220,6 +220,63 @@ def _tr_mismatch(ctx):
     return ctx.participant()
 
 
+def _philips_run(ctx, sidecar: dict, header_tr: float) -> None:
+    """Run 1 as dcm2niix writes some Philips BOLD: 156 volumes, with its own sidecar.
+
+    The tiny run's volumes are repeated to 156; the trials end at 40 s, inside the run.
+    """
+    img = nb.load(_bold(ctx))
+    data = np.asanyarray(img.dataobj)
+    data = np.concatenate([data] * 7, axis=3)[..., :156]
+    header = img.header.copy()
+    header.set_zooms((3.0, 3.0, 3.0, header_tr))
+    nb.Nifti1Image(data, img.affine, header).to_filename(_bold(ctx))
+    _bold(ctx).with_name("sub-01_task-music_run-1_bold.json").write_text(json.dumps(sidecar))
+
+
+def _philips_wrong_tr(ctx):
+    # The real pattern: the true TR is 2 s, RepetitionTime and pixdim[4] say 1.79355 s.
+    _philips_run(ctx, {"RepetitionTime": 1.79355, "RepetitionTimeExcitation": 2,
+                       "AcquisitionDuration": 325.9}, 1.79355)
+    return ctx.participant()
+
+
+def _philips_consistent_tr(ctx):
+    # The same scan with its true TR everywhere: collection passes, then Ctrl-C.
+    _philips_run(ctx, {"RepetitionTime": 2.0, "RepetitionTimeExcitation": 2,
+                       "AcquisitionDuration": 325.9}, 2.0)
+    ctx.interrupt_after = "sub-01: T1w sub-01_T1w.nii.gz; 2 BOLD run(s)"
+    return ctx.participant("--participant-label", "01", "--nprocs", "1")
+
+
+def _philips_override_tr(ctx):
+    # The wrong pattern again, with the documented override: collection passes.
+    _philips_run(ctx, {"RepetitionTime": 1.79355, "RepetitionTimeExcitation": 2,
+                       "AcquisitionDuration": 325.9}, 1.79355)
+    ctx.interrupt_after = "sub-01: T1w sub-01_T1w.nii.gz; 2 BOLD run(s)"
+    return ctx.participant("--participant-label", "01", "--nprocs", "1",
+                           "--repetition-time", "2")
+
+
+def _volume_timing_sidecar(ctx, **extra) -> None:
+    # BIDS: VolumeTiming instead of RepetitionTime, never both (24 volumes, 2 s apart).
+    (ctx.bids / "task-music_bold.json").write_text(json.dumps(
+        {"TaskName": "music", "VolumeTiming": [2.0 * i for i in range(24)],
+         "SliceTiming": [i * 2.0 / 8 for i in (0, 2, 4, 6, 1, 3, 5, 7)], **extra}))
+
+
+def _volume_timing_continuous(ctx):
+    _volume_timing_sidecar(ctx, AcquisitionDuration=2.0)
+    ctx.interrupt_after = "sub-01: T1w sub-01_T1w.nii.gz; 2 BOLD run(s)"
+    return ctx.participant("--participant-label", "01", "--nprocs", "1")
+
+
+def _volume_timing_sparse(ctx):
+    # Each volume acquired in 1.5 s, one every 2 s: a sparse acquisition.
+    _volume_timing_sidecar(ctx, AcquisitionDuration=1.5)
+    return ctx.participant()
+
+
 def _missing_repetition_time(ctx):
     (ctx.bids / "task-music_bold.json").write_text(json.dumps({"TaskName": "music"}))
     return ctx.participant()
@@ -450,8 +507,26 @@ CASES: dict[str, Case] = {
         "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"),
         "set duration to the length that was played"),
     "tr_sidecar_vs_header": Case(65, _tr_mismatch, (
-        "sidecar (2.0 s) differs from the NIfTI header's (1.5 s)",
+        "RepetitionTime 2 s; pixdim[4] of the NIfTI header 1.5 s", "uncertain",
         "File: {bids}/sub-01/func/sub-01_task-music_run-2_bold.nii.gz"), "RepetitionTime"),
+    "philips_wrong_tr": Case(65, _philips_wrong_tr, (
+        "The TR of sub-01_task-music_run-1_bold.nii.gz is uncertain",
+        "RepetitionTime 1.79355 s", "pixdim[4] of the NIfTI header 1.79355 s",
+        "RepetitionTimeExcitation 2 s", "AcquisitionDuration / volumes 2.0891 s "
+        "(325.9 s over 156 volumes)", "would have used RepetitionTime (1.79355 s)",
+        "32.2 s off", "File: {bids}/sub-01/func/sub-01_task-music_run-1_bold.nii.gz"),
+        "--repetition-time <seconds>"),
+    "philips_consistent_tr_runs": Case(130, _philips_consistent_tr, (), "", output="started"),
+    "philips_wrong_tr_overridden_runs": Case(130, _philips_override_tr, (
+        "--repetition-time 2 s is used instead of RepetitionTime 1.79355 s",), "",
+        output="started"),
+    "volume_timing_continuous_runs": Case(130, _volume_timing_continuous, (), "",
+                                          output="started"),
+    "volume_timing_sparse": Case(65, _volume_timing_sparse, (
+        "describe a sparse acquisition (each volume acquired in 1.5 s, one every 2 s)",
+        "does not support sparse acquisitions",
+        "File: {bids}/sub-01/func/sub-01_task-music_run-1_bold.nii.gz"),
+        "--bids-filter-file"),
     "missing_repetition_time": Case(65, _missing_repetition_time, (
         "no valid RepetitionTime", "sub-01_task-music_run-1_bold.json"),
         "\"RepetitionTime\": <seconds>"),
@@ -461,7 +536,7 @@ CASES: dict[str, Case] = {
     "events_past_end_of_run": Case(65, _events_past_end, (
         "ends at 50.00 s, after the end of the run (48.00 s = 24 volumes x TR 2 s)",
         "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"),
-        "RepetitionTime is the true TR"),
+        "is the true TR"),
     "empty_events": Case(65, _empty_events, (
         "lists no stimulus presentations",
         "File: {bids}/sub-01/func/sub-01_task-music_run-1_events.tsv"), "add one row per trial"),
@@ -706,7 +781,9 @@ def test_bad_input(case, outcomes):
     assert outcome.returncode == expected.code, stderr
     assert "Traceback" not in stderr, stderr
     if expected.code == 130:
-        _check_missing_slice_timing(outcome)
+        if case == "missing_slice_timing_warns":
+            _check_missing_slice_timing(outcome)
+        _check_interrupted_after_checks(outcome, expected)
         return
     # One paragraph, printed last, on one line.
     errors = [line for line in stderr.splitlines() if line.startswith("bidsapp: error:")]
@@ -730,8 +807,17 @@ def _check_missing_slice_timing(outcome: Outcome) -> None:
                    if f"sub-01_task-music_run-{run}_bold.nii.gz has no SliceTiming" in line]
         assert len(warning) == 1, stderr
         assert "WARNING" in warning[0] and "slice-timing correction will be skipped" in warning[0]
+
+
+def _check_interrupted_after_checks(outcome: Outcome, expected: Case) -> None:
+    """The input checks passed (no error), then Ctrl-C ended the run as documented."""
+    stderr = outcome.stderr
+    assert "sub-01: T1w sub-01_T1w.nii.gz; 2 BOLD run(s)" in stderr, stderr
+    for text in expected.names:
+        assert outcome.ctx.fmt(text) in stderr, stderr
     assert "bidsapp: error:" not in stderr, stderr
-    assert lines[-1].startswith("bidsapp: interrupted (SIGINT); rerun"), stderr
+    assert stderr.rstrip().splitlines()[-1].startswith(
+        "bidsapp: interrupted (SIGINT); rerun"), stderr
     _assert_nothing_left(outcome, "started")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import traceback
 
 import pytest
 
 from bidsapp.errors import CannotWriteError
 from bidsapp.io import atomic_write, write_json
+from bidsapp.levels.runner import disk_full_error
 
 
 def test_atomic_write_renames_on_success(tmp_path):
@@ -46,6 +48,18 @@ def test_disk_full_becomes_exit_73(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert exc.value.exit_code == 73 and "e.txt" in str(exc.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_through_a_stream_names_the_file_for_the_run_message(tmp_path):
+    # np.savez into an open stream raises OSError without a file name; a worker's
+    # traceback is all the runner sees, so it must name the file (the feature cache).
+    target = tmp_path / "features" / "clip_features.npz"
+    with pytest.raises(CannotWriteError) as exc:
+        with atomic_write(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    text = "".join(traceback.format_exception(exc.value))
+    error = disk_full_error(text, tmp_path / "work")
+    assert error is not None and error.path == target and error.exit_code == 73
 
 
 def test_uncreatable_folder_becomes_exit_73(tmp_path):

@@ -169,6 +169,10 @@ def test_disk_full_error_reads_errno_and_file():
     assert error.path == Path("/w/x.nii") and "ulimit -f" in error.fix
     assert disk_full_error("OSError: [Errno 2] No such file or directory: '/a'", Path("/w")) \
         is None
+    # A stream's write fails without a file name, and is re-raised with one.
+    chained = ("OSError: [Errno 28] No space left on device\n\nDuring handling ...\n"
+               "OSError: [Errno 28] No space left on device: '/o/features/a_features.npz'\n")
+    assert disk_full_error(chained, Path("/w")).path == Path("/o/features/a_features.npz")
     # nipype's own wording, without an errno in brackets.
     assert disk_full_error("No space left on device", Path("/w")).path == Path("/w")
 
@@ -178,10 +182,10 @@ _SIGTERM_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from test_runner import _plugin, _workflow
-    from bidsapp.cli.run import _handle_sigterm
+    from bidsapp.cli.run import _handle_stop_signals
     from bidsapp.errors import Terminated
 
-    _handle_sigterm()
+    _handle_stop_signals()
     tmp = Path({tmp!r})
     try:
         _workflow(tmp / "work", tmp / "pids", slow_seconds=300).run(plugin=_plugin(tmp))
@@ -191,21 +195,29 @@ _SIGTERM_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigterm_stops_the_workers_and_exits_143(tmp_path):
+def _ignore_sigint() -> None:
+    # What a non-interactive shell does to a job it starts in the background ('cmd &').
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stops_the_workers_and_exits_128_plus_it(tmp_path, sig):
     (tmp_path / "pids").mkdir()
     script = _SIGTERM_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    # SIGINT arrives at a process that inherited it ignored, as in a batch script.
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignore_sigint if sig == signal.SIGINT else None)
     try:
         workers = [_wait_for(tmp_path / "pids" / f"{name}.pid") for name in ("slow_a", "slow_b")]
         sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         code = proc.wait(timeout=30)
         assert time.monotonic() - sent < 10
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert code == 143, proc.stderr.read()
-    assert "terminated SIGTERM" in proc.stderr.read()
+    assert code == 128 + sig, proc.stderr.read()
+    assert f"terminated {sig.name}" in proc.stderr.read()
     assert not any(_alive(pid) for pid in workers)
 
 

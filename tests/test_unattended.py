@@ -11,7 +11,10 @@ run cleanly once; then, each in its own work folder:
   otherwise): exit 73 within 30 s of the disk filling, nothing half-written under a final
   name, and the rerun after space is freed resumes to the clean run's outputs;
 - SIGTERM to the main process, as ``kill``, ``docker stop`` and SLURM at its time limit
-  send it: exit 143 within 10 s and no process of the run left alive;
+  send it, to every process of the run, or to the app as PID 1: exit 143 within 10 s and
+  no process of the run left alive; SIGINT likewise (exit 130), also to a run that
+  inherited SIGINT ignored, as a batch script's background job does; nothing half-written
+  under a final name, and the rerun after SIGINT resumes to the clean run's outputs;
 - the clean run's log holds the searchlight's progress lines with an ETA.
 """
 
@@ -42,16 +45,22 @@ ARGS = ["participant", "--participant-label", "01", "--skip-bids-validation",
 NORMALIZE = "anat_wf/normalize"
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Run:
     """A ``run.py`` participant run in the background, with its stderr kept."""
 
     def __init__(self, root: Path, bids: Path, out: Path, work: Path, env: dict,
-                 prefix: tuple[str, ...] = ()):
+                 prefix: tuple[str, ...] = (), background: bool = False):
         self.stderr_path = root / f"{out.name}-{work.name}-{time.monotonic_ns()}.log"
         self.stderr = self.stderr_path.open("w")
+        # ``background``: started as a batch script's 'bidsapp ... &' is, SIGINT ignored.
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, str(REPO / "run.py"), str(bids), str(out), *ARGS, "-w",
-             str(work)], stdout=subprocess.DEVNULL, stderr=self.stderr, env=env, cwd=root)
+             str(work)], stdout=subprocess.DEVNULL, stderr=self.stderr, env=env, cwd=root,
+            preexec_fn=_ignore_sigint if background else None)
 
     def wait(self, timeout: float = 900) -> int:
         try:
@@ -233,36 +242,52 @@ def test_full_work_disk_ends_the_run_with_73_and_the_rerun_resumes(setup):
 PID1 = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 
 
-@pytest.mark.parametrize("target", ["main", "group", "pid1"])
-def test_sigterm_exits_143_and_leaves_nothing_running(setup, target):
-    root, bids, env, _ = setup
-    out, work = root / f"term-{target}", root / f"term-{target}-work"
+@pytest.mark.parametrize(("target", "sig"), [
+    ("main", signal.SIGTERM), ("group", signal.SIGTERM), ("pid1", signal.SIGTERM),
+    ("main", signal.SIGINT), ("group", signal.SIGINT)],
+    ids=["SIGTERM-main", "SIGTERM-group", "SIGTERM-pid1", "SIGINT-main", "SIGINT-group"])
+def test_a_stop_signal_exits_128_plus_it_and_leaves_nothing_running(setup, target, sig):
+    root, bids, env, clean = setup
+    out, work = root / f"{sig.name}-{target}", root / f"{sig.name}-{target}-work"
     if target == "pid1" and (os.geteuid() != 0 or subprocess.run(
             [*PID1, "true"], capture_output=True, check=False).returncode != 0):
         pytest.skip("a PID namespace needs root and unshare(1)")
-    run = Run(root, bids, out, work, env, prefix=PID1 if target == "pid1" else ())
+    run = Run(root, bids, out, work, env, prefix=PID1 if target == "pid1" else (),
+              background=sig == signal.SIGINT)
     worker_in(run, NORMALIZE)
     tree = descendants(run.proc.pid)
     sent = time.monotonic()
     if target == "main":
-        run.proc.send_signal(signal.SIGTERM)
+        run.proc.send_signal(sig)
     elif target == "pid1":
         # unshare's one child is the app, PID 1 inside: the kernel gives PID 1 only the
         # signals it has a handler for.
         (main,) = [pid for pid in tree if parent(pid) == run.proc.pid]
-        os.kill(main, signal.SIGTERM)
+        os.kill(main, sig)
     else:
         # Every process of the run, as SLURM signals every process of a job step.
         for pid in (run.proc.pid, *tree):
             if alive(pid):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, sig)
     code = run.wait(timeout=60)
     assert time.monotonic() - sent < 10
-    assert code == 143, run.log[-5000:]
+    assert code == 128 + sig, run.log[-5000:]
     last = run.log.rstrip().splitlines()[-1]
-    assert last.startswith("bidsapp: terminated (SIGTERM); rerun the same command"), last
+    how = "interrupted" if sig == signal.SIGINT else "terminated"
+    assert last.startswith(f"bidsapp: {how} ({sig.name}); rerun the same command"), last
     assert "Traceback" not in run.log
     deadline = time.monotonic() + 5
     while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in tree)
+    # Nothing half-written under a final name, nor left under a hidden one.
+    assert not [p for p in out.rglob("*") if p.name.startswith((".staging-", ".tmp-"))]
+    for path in out.rglob("*.nii.gz"):
+        assert nb.load(path).get_fdata().size
+    if target == "main" and sig == signal.SIGINT:
+        finished = _result_stamps(work)
+        rerun = Run(root, bids, out, work, env)
+        assert rerun.wait() == 0, rerun.log[-5000:]
+        after = _result_stamps(work)
+        assert {path: after[path] for path in finished} == finished
+        same_outputs(clean_subject(root), out / "sub-01")

@@ -20,14 +20,15 @@ import pandas as pd
 from bids import BIDSLayout
 from bids.layout import BIDSLayoutIndexer
 
+from bidsapp.bids.timing import HEADER_TOLERANCE, resolve_repetition_time
 from bidsapp.errors import BadDataError, MissingInputError, NothingSelected, UsageError
 
 LOGGER = logging.getLogger("bidsapp.bids")
 
 _NIFTI = [".nii", ".nii.gz"]
 _REQUIRED_EVENT_COLUMNS = ("onset", "duration", "stim_file")
-#: Relative tolerance between the sidecar's RepetitionTime and the NIfTI header's.
-TR_TOLERANCE = 1e-3
+#: Relative tolerance between the TRs of runs of one task.
+TR_TOLERANCE = HEADER_TOLERANCE
 #: Bytes of image data decompressed and checked at a time.
 _SCAN_CHUNK = 1 << 23
 #: Data types of the per-run filters of ``--bids-filter-file`` that collection applies.
@@ -216,7 +217,7 @@ def collect_participants(layout, config) -> list[SubjectData]:
         )
     collected = [
         collect_subject(layout, subject, tasks=tasks, sessions=config.session_label,
-                        filters=config.bids_filters)
+                        filters=config.bids_filters, repetition_time=config.repetition_time)
         for subject in subjects
     ]
     return collected
@@ -224,7 +225,8 @@ def collect_participants(layout, config) -> list[SubjectData]:
 
 def collect_subject(layout, subject: str, *, tasks: list[str],
                     sessions: tuple[str, ...] = (),
-                    filters: dict[str, dict] | None = None) -> SubjectData:
+                    filters: dict[str, dict] | None = None,
+                    repetition_time: float | None = None) -> SubjectData:
     """Collect one participant's T1w, BOLD runs, events and stimuli, and check them.
 
     Parameters
@@ -239,6 +241,9 @@ def collect_subject(layout, subject: str, *, tasks: list[str],
         Sessions to restrict to (all when empty).
     filters : dict, optional
         Extra pybids queries per data type, keys ``t1w`` and ``bold``.
+    repetition_time : float, optional
+        ``--repetition-time``: the TR of every run, instead of the sidecars' (see
+        :func:`bidsapp.bids.timing.resolve_repetition_time`).
 
     Returns
     -------
@@ -276,7 +281,7 @@ def collect_subject(layout, subject: str, *, tasks: list[str],
             fix="check --task, --session-label and --bids-filter-file",
         )
     stimuli_dir = Path(layout.root) / "stimuli"
-    runs = [_collect_run(layout, bold) for bold in
+    runs = [_collect_run(layout, bold, repetition_time) for bold in
             sorted(bold_files, key=lambda f: f.path)]
     _check_consistent_tr(runs)
     stimuli: dict[str, Path] = {}
@@ -287,7 +292,7 @@ def collect_subject(layout, subject: str, *, tasks: list[str],
     return SubjectData(subject=subject, t1w=t1w, bold=tuple(runs), stimuli=stimuli)
 
 
-def _collect_run(layout, bold) -> BoldRun:
+def _collect_run(layout, bold, override: float | None = None) -> BoldRun:
     path = Path(bold.path)
     metadata = layout.get_metadata(bold.path)
     events = layout.get_nearest(bold.path, suffix="events", extension=".tsv", strict=True,
@@ -310,22 +315,7 @@ def _collect_run(layout, bold) -> BoldRun:
             f"The BOLD image is not a 4D time series (shape {shape})", path=path,
             fix="give the 4D run, one volume per TR, not a single volume",
         )
-    tr = metadata.get("RepetitionTime")
-    if not isinstance(tr, int | float) or not tr > 0:
-        raise BadDataError(
-            "The BOLD sidecar has no valid RepetitionTime", path=path.with_name(
-                path.name.replace(".nii.gz", ".json").replace(".nii", ".json")),
-            fix="add \"RepetitionTime\": <seconds> to the sidecar JSON",
-        )
-    header_tr = float(img.header.get_zooms()[3])
-    if img.header.get_xyzt_units()[1] == "msec":
-        header_tr /= 1000.0
-    if header_tr > 0 and abs(header_tr - tr) > TR_TOLERANCE * tr:
-        raise BadDataError(
-            f"The TR in the sidecar ({tr} s) differs from the NIfTI header's ({header_tr} s)",
-            path=path,
-            fix="correct RepetitionTime in the JSON sidecar or the header's pixdim[4]",
-        )
+    tr = resolve_repetition_time(path, metadata, img, shape[3], override)
     _check_image_data(path, img, "BOLD image")
     if not metadata.get("SliceTiming"):
         LOGGER.warning("%s has no SliceTiming in its sidecar: slice-timing correction will be "
@@ -455,9 +445,11 @@ def _read_trials(events: Path, n_volumes: int, tr: float,
                 f"The trial of {row.stim_file} ends at {onset + duration:.2f} s, after the end "
                 f"of the run ({run_length:.2f} s = {n_volumes} volumes x TR {tr:g} s)",
                 path=events,
-                fix=f"check that the BOLD run is complete ({bold_name} has {n_volumes} "
-                    "volumes), that RepetitionTime is the true TR (a wrong TR changes the "
-                    "run's length in seconds), and the onsets (seconds from the first volume)",
+                fix=f"first check the TR: the run lasts {run_length:.2f} s only if {tr:g} s "
+                    "is the true TR (a converter's wrong RepetitionTime shortens it); if the "
+                    "protocol's TR differs, correct RepetitionTime and pixdim[4] or pass "
+                    f"--repetition-time; then check that the BOLD run is complete ({bold_name} "
+                    f"has {n_volumes} volumes) and the onsets (seconds from the first volume)",
             )
         trial_type = getattr(row, "trial_type", None)
         trials.append(Trial(onset, duration, str(row.stim_file),

@@ -18,7 +18,8 @@ from bidsapp.io import write_json, write_text
 BIDS_VERSION = "1.9.0"
 #: Draft entities and suffixes our outputs use (BEP012 functional derivatives: statmap, stat-,
 #: boldref, timeseries; BEP014 transforms: xfm), our RDMs, and folders outside the standard
-#: (reports' figures/ as in fMRIPrep, features/, group/).
+#: (reports' figures/ as in fMRIPrep, features/, group/).  Folders are named without a
+#: trailing slash: the schema-based validator (3.x) matches "figures/" to no folder.
 BIDSIGNORE = """\
 # Entities and suffixes that are still BIDS drafts, and folders outside the standard.
 *_statmap.nii.gz
@@ -28,30 +29,37 @@ BIDSIGNORE = """\
 *_xfm.*
 *_boldref.*
 *_timeseries.*
-features/
-figures/
-group/
-logs/
+features
+figures
+group
+logs
 *.html
 *.toml
 """
 
 
 def container_info() -> dict[str, str] | None:
-    """Describe the container this process runs in, if any, for ``GeneratedBy``.
+    """Describe bidsapp's own container image, if this process runs in it, for ``GeneratedBy``.
+
+    Only the image's marker counts: the Dockerfile sets ``BIDSAPP_CONTAINER``, which
+    Docker keeps and Singularity/Apptainer carry over from the image (also with
+    ``--cleanenv``).  ``/.dockerenv`` and ``SINGULARITY_NAME`` exist in many containers that
+    are not this image (CI sandboxes, a lab's own image with bidsapp installed), so they
+    only tell Docker from Singularity once the marker is there.
 
     Returns
     -------
     dict or None
-        ``{"Type": "docker"|"singularity", "Tag": ...}``, or ``None`` outside a container.
+        ``{"Type": "docker"|"singularity", "Tag": ...}``, or ``None`` outside bidsapp's
+        image.
     """
+    marker = os.environ.get("BIDSAPP_CONTAINER", "").strip()
+    if not marker:
+        return None
+    tag = marker if ":" in marker else f"{marker}:{__version__}"
     if os.environ.get("SINGULARITY_NAME") or os.environ.get("APPTAINER_NAME"):
-        name = os.environ.get("APPTAINER_NAME") or os.environ.get("SINGULARITY_NAME")
-        return {"Type": "singularity", "Tag": str(name)}
-    if os.environ.get("BIDSAPP_CONTAINER") or Path("/.dockerenv").exists():
-        return {"Type": "docker",
-                "Tag": os.environ.get("BIDSAPP_CONTAINER", f"bidsapp:{__version__}")}
-    return None
+        return {"Type": "singularity", "Tag": tag}
+    return {"Type": "docker", "Tag": tag}
 
 
 def write_dataset_description(output_dir: Path, bids_dir: Path) -> Path:

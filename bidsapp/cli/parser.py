@@ -198,6 +198,11 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                       help="voxels in each searchlight neighbourhood (default: 100)")
     g_wf.add_argument("--slice-time-ref", type=_fraction, metavar="FRACTION",
                       help="slice-timing reference as a fraction of the TR (default: 0.5)")
+    g_wf.add_argument("--repetition-time", type=_positive_float, metavar="SECONDS",
+                      help="the true TR of every selected BOLD run, used instead of "
+                           "RepetitionTime, VolumeTiming and the NIfTI header when these "
+                           "are known to be wrong (e.g. dcm2niix's Philips TR); a warning "
+                           "names every value it replaces (default: the sidecar's)")
     g_wf.add_argument("--normalization-quality", choices=["default", "fast"],
                       help="T1w-to-template SyN at 1 mm (default) or 2 mm (fast, for tests "
                            "and demos)")
@@ -339,7 +344,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
                 "resource_monitor", "clean_workdir", "random_seed", "device", "output_space",
                 "output_res",
                 "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality",
-                "interpolation", "n_permutations", "drop_seconds"):
+                "interpolation", "n_permutations", "drop_seconds", "repetition_time"):
         value = getattr(opts, key)
         if value is not None:
             values[key] = value

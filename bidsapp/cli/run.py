@@ -51,26 +51,38 @@ def _ignore_file_size_signal() -> None:
         pass
 
 
-def _raise_terminated(signum, frame) -> None:
-    """SIGTERM handler: unwind like Ctrl-C, so the runner stops its workers on the way out.
+#: The signals that end a run with 128 + their number, after the workers are stopped.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    Only the first signal raises; later ones are ignored, so that the clean-up they
-    interrupt still runs (a scheduler sends SIGKILL after its grace time anyway).
+
+def _raise_terminated(signum, frame) -> None:
+    """SIGTERM/SIGINT handler: unwind, so the runner stops its workers on the way out.
+
+    Only the first signal raises; later ones (of either kind) are ignored, so that the
+    clean-up they interrupt still runs (a scheduler sends SIGKILL after its grace time
+    anyway).
     """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise Terminated(signum)
 
 
-def _handle_sigterm():
-    """Install :func:`_raise_terminated`; return the handler it replaces (None if it cannot).
+def _handle_stop_signals() -> dict:
+    """Install :func:`_raise_terminated` for SIGTERM and SIGINT; return the handlers replaced.
 
     Python's default SIGTERM action kills the process at once, leaving its workers behind;
-    and as a container's PID 1 the default action is no action at all.
+    as a container's PID 1 the default action is no action at all.  SIGINT is installed
+    too, whatever the process inherited: a shell that starts a job in the background
+    (``bidsapp ... &`` in a batch script) makes it ignore SIGINT, and a ``kill -INT`` then
+    went unheard while the run went on to the end.
     """
-    try:
-        return signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread (an embedding application): leave it alone
-        return None
+    previous = {}
+    for sig in _STOP_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, _raise_terminated)
+        except ValueError:  # not the main thread (an embedding application): leave it alone
+            break
+    return previous
 
 
 _RESUME = "rerun the same command with the same --work-dir to resume: finished steps are reused"
@@ -99,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"})
                   for a in argv)
     setup_logging(int(verbose))
-    previous = _handle_sigterm()
+    previous = _handle_stop_signals()
     try:
         if argv and argv[0] in TOOLS:
             return int(_resolve(TOOLS[argv[0]])(argv[1:]) or 0)
@@ -113,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bidsapp: interrupted (SIGINT); {_RESUME}", file=sys.stderr)
         return 130
     except Terminated as exc:
-        print(f"bidsapp: terminated ({exc}); {_RESUME}", file=sys.stderr)
+        how = "interrupted" if exc.signum == signal.SIGINT else "terminated"
+        print(f"bidsapp: {how} ({exc}); {_RESUME}", file=sys.stderr)
         return exc.exit_code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cli() -> None:

@@ -31,6 +31,13 @@ PATH_PATTERNS = (
 )
 
 
+class _EverySpace:
+    """Stands for niworkflows' standard spaces when the sink knows its own ``Resolution``."""
+
+    def __contains__(self, space: object) -> bool:
+        return True
+
+
 class DerivativesDataSink(_NiwDerivativesDataSink):
     """niworkflows' data sink, naming files by BIDS entities, writing them atomically.
 
@@ -48,11 +55,32 @@ class DerivativesDataSink(_NiwDerivativesDataSink):
     _standard_spaces = ()
 
     def _run_interface(self, runtime):
+        # niworkflows overwrites the sidecar's Resolution with "Unknown" for every space
+        # it does not look up in TemplateFlow; a Resolution given to the sink is kept by
+        # answering its lookup with that text, for the length of this sink's run.
+        resolution = self._metadata.get("Resolution")
+        lookup = niw_bids._get_tf_resolution
+        if resolution is not None:
+            self._standard_spaces = _EverySpace()
+            niw_bids._get_tf_resolution = lambda space, res: resolution
+        try:
+            return self._write_atomically(runtime)
+        finally:
+            niw_bids._get_tf_resolution = lookup
+
+    def _write_atomically(self, runtime):
         final_base = Path(self.inputs.base_directory).absolute()
         staging = final_base / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
         self.inputs.base_directory = str(staging)
         try:
-            runtime = super()._run_interface(runtime)
+            try:
+                runtime = super()._run_interface(runtime)
+            except OSError as exc:
+                if exc.filename is None:
+                    # A copy that fills the disk names no file; the run's exit-73 message
+                    # must name the output folder, not the work folder.
+                    exc.filename = str(final_base)
+                raise
             moved = []
             for key in ("out_file", "out_meta"):
                 files = self._results.get(key)
@@ -136,9 +164,9 @@ def datasink(name: str, output_dir: Path, *, resolution_text: str | None = None,
     nipype.pipeline.engine.Node
         Runs in the main process: it only copies files.
     """
-    node = pe.Node(PreprocDataSink(base_directory=str(output_dir), check_hdr=False,
+    if resolution_text is not None:
+        # Only keyword arguments of the constructor reach niworkflows' sidecar metadata.
+        entities["Resolution"] = resolution_text
+    return pe.Node(PreprocDataSink(base_directory=str(output_dir), check_hdr=False,
                                    **entities),
                    name=name, run_without_submitting=True)
-    if resolution_text is not None:
-        node.inputs.Resolution = resolution_text
-    return node

@@ -28,6 +28,7 @@ from bidsapp.preproc.masks import (
     coverage_mask,
     gm_mask_from_probseg,
     gm_mask_like,
+    mask_like,
 )
 from bidsapp.preproc.motion import estimate_head_motion, write_confounds
 from bidsapp.preproc.registration import (
@@ -93,8 +94,9 @@ class SliceTimingCorrection(SimpleInterface):
 
     def _run_interface(self, runtime):
         img = _load_in_memory(self.inputs.in_file)
+        # The input checks warned already; the reason travels in ``warning``.
         plan = plan_slice_timing(self.inputs.metadata, img.shape, self.inputs.repetition_time,
-                                 self.inputs.slice_time_ref)
+                                 self.inputs.slice_time_ref, log=False)
         out = Path(runtime.cwd) / "bold_stc.nii"
         slice_time_correct_img(img, plan, self.inputs.repetition_time).to_filename(out)
         self._results.update(out_file=str(out), slice_timing_corrected=plan.corrected,
@@ -157,6 +159,7 @@ class _NormalizationOutputSpec(TraitedSpec):
     inverse_xfm = File(exists=True, desc="from-<tpl>_to-T1w_mode-image_xfm.h5")
     t1w_mask = File(exists=True, desc="T1w brain mask: the template's, warped back")
     std_t1w = File(exists=True, desc="the T1w resampled into the 1 mm template")
+    std_mask = File(exists=True, desc="the brain mask on the grid of std_t1w")
 
 
 class SpatialNormalization(SimpleInterface):
@@ -192,7 +195,10 @@ class SpatialNormalization(SimpleInterface):
         mask.to_filename(cwd / "t1w_brain_mask.nii.gz")
         apply_transform(t1w, template, norm.forward, n_threads=self.inputs.n_threads
                         ).to_filename(cwd / "t1w_space-template.nii.gz")
-        self._results.update(t1w_preproc=str(t1w_preproc),
+        # The T1w mask is the template's warped back; in template space it is the template's.
+        mask_like(template_mask, template).to_filename(cwd / "t1w_space-template_mask.nii.gz")
+        self._results.update(std_mask=str(cwd / "t1w_space-template_mask.nii.gz"),
+                             t1w_preproc=str(t1w_preproc),
                              forward_xfm=str(norm.forward), inverse_xfm=str(norm.inverse),
                              t1w_mask=str(cwd / "t1w_brain_mask.nii.gz"),
                              std_t1w=str(cwd / "t1w_space-template.nii.gz"))

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import time
+import traceback
 from pathlib import Path
 
 import yaml
@@ -17,7 +18,7 @@ from bidsapp import errors
 from bidsapp.config import Config
 from bidsapp.errors import BidsAppError, CannotWriteError
 
-from .runner import Abort, ProcessPlugin, disk_full
+from .runner import Abort, ProcessPlugin, disk_full, disk_full_error
 from .scheduler import check_scheduler
 
 LOGGER = logging.getLogger("bidsapp")
@@ -160,7 +161,13 @@ def run_workflow(workflow, config: Config) -> int:
     except OSError as exc:
         # The main process writes too (result files, crash files, the data sinks).
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise disk_full(exc.errno, Path(exc.filename or workflow.base_dir)) from exc
+            if exc.filename:
+                raise disk_full(exc.errno, Path(exc.filename)) from exc
+            # nipype's crash file for a failed write onto the same full disk fails too,
+            # naming no file; the failed write it was reporting names it.
+            text = "".join(traceback.format_exception(exc))
+            raise (disk_full_error(text, Path(workflow.base_dir))
+                   or disk_full(exc.errno, Path(workflow.base_dir))) from exc
         raise
     return 0
 

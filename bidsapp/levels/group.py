@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from bidsapp import stats
-from bidsapp.bids.derivatives import derivative_name
+from bidsapp.bids.derivatives import derivative_name, resolution_text
 from bidsapp.bids.outputs import GroupArrays, collect_group_inputs, load_group_arrays
 from bidsapp.config import Config
 from bidsapp.errors import MissingInputError, NothingSelected
@@ -88,6 +88,11 @@ class _Writer:
         self.common = {
             "Participants": ["sub-" + p.subject for p in inputs.participants],
             "Layers": inputs.layer_names, "Space": inputs.space,
+            # BIDS asks for a Resolution text with every res- entity; the grid is the
+            # participants' (checked to be one), so its voxel size is the resolution.
+            **({"Resolution": resolution_text(
+                inputs.space, float(arrays.reference.header.get_zooms()[0]))}
+               if inputs.res and inputs.space else {}),
             "Sources": [str(path.relative_to(config.output_dir))
                         for p in inputs.participants for path in p.layers.values()]}
         self.written: list[str] = []

@@ -143,11 +143,13 @@ def disk_full_error(text: str, where: Path) -> CannotWriteError | None:
     CannotWriteError or None
         The error naming the file that could not be written and the fix.
     """
-    for match in _ERRNO_PATH.finditer(text):
-        code = int(match.group(1))
-        if code in _DISK_FULL:
-            path = Path(match.group(2)) if match.group(2) else where
-            return disk_full(code, path)
+    # A chained traceback often shows the failed write twice: first as the stream raised
+    # it, without a file name, then re-raised with one (bidsapp.io.atomic_write).
+    found = [(int(m.group(1)), m.group(2)) for m in _ERRNO_PATH.finditer(text)
+             if int(m.group(1)) in _DISK_FULL]
+    if found:
+        code, name = min(found, key=lambda item: item[1] is None)
+        return disk_full(code, Path(name) if name else where)
     for code, words in _DISK_FULL.items():
         if words in text:
             return disk_full(code, where)

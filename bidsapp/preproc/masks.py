@@ -85,6 +85,28 @@ def gm_mask_like(probseg, reference, threshold: float = GM_THRESHOLD, brain_mask
     return _mask_image(mask, grid_img)
 
 
+def mask_like(mask, reference):
+    """Return a binary mask on the grid of another image in the same space.
+
+    Parameters
+    ----------
+    mask : nibabel.Nifti1Image
+        A binary mask (e.g. the template's brain mask).
+    reference : nibabel.Nifti1Image
+        An image in the same space whose grid is used (e.g. the T1w in template space).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        uint8 mask on ``reference``'s grid: the voxels the resampled mask covers at least
+        half, so a mask already on that grid comes back unchanged.
+    """
+    grid_img = resample_to_grid(nb.Nifti1Image(
+        (np.asarray(mask.dataobj) > 0).astype(np.float32), mask.affine),
+        reference.affine, reference.shape[:3])
+    return _mask_image(np.asarray(grid_img.dataobj) >= 0.5, reference)
+
+
 def brain_mask_on_grid(brain_mask, resolution: float, dilate_voxels: int = 0):
     """Return the template's brain mask on its ``resolution`` mm grid.
 

@@ -119,6 +119,14 @@ thresholded at 0.5.
                       to="T1w", **{"from": space})
     ds_gm = datasink("ds_gm_mask", out_dir, space=space, resolution=label, label="GM",
                      suffix="mask", compress=True, resolution_text=resolution_text(space, res))
+    # As fMRIPrep: the T1w and its brain mask in the template, on the template's own grid.
+    ds_std_t1w = datasink("ds_std_t1w", out_dir, space=space, desc="preproc", suffix="T1w",
+                          compress=True)
+    ds_std_mask = datasink("ds_std_t1w_mask", out_dir, space=space, desc="brain",
+                           suffix="mask", compress=True)
+    # BIDS requires SkullStripped for a preprocessed T1w; fMRIPrep writes it too.
+    for sink in (ds_t1w, ds_std_t1w):
+        sink.inputs.meta_dict = {"SkullStripped": False}
     ds_norm_rpt = datasink("ds_norm_rpt", out_dir, space=space, suffix="T1w",
                            datatype="figures")
 
@@ -138,6 +146,8 @@ thresholded at 0.5.
                                 (ds_mask, normalize, "t1w_mask"),
                                 (ds_fwd, normalize, "forward_xfm"),
                                 (ds_inv, normalize, "inverse_xfm"),
+                                (ds_std_t1w, normalize, "std_t1w"),
+                                (ds_std_mask, normalize, "std_mask"),
                                 (ds_gm, masks, "gm_mask"), (ds_norm_rpt, norm_rpt, "out_report")):
         workflow.connect([(inputnode, sink, [("t1w", "source_file")]),
                           (source, sink, [(field, "in_file")])])

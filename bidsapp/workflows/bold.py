@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nb
@@ -45,6 +46,31 @@ def _run_name(bold_run) -> str:
     parts = [f"{key}_{bold_run.entities[key]}" for key in ("session", "task", "acquisition",
                                                            "run") if key in bold_run.entities]
     return "bold_" + "_".join(parts) + "_wf"
+
+
+#: How a run's methods paragraph names the runs it describes, until
+#: :func:`name_runs_in_methods` finds that runs were preprocessed differently.
+EVERY_RUN = "each BOLD run"
+
+
+def name_runs_in_methods(workflows: Sequence[Workflow]) -> None:
+    """Name each run in its methods paragraph when the runs' paragraphs differ.
+
+    The methods text keeps one copy of identical paragraphs, so runs preprocessed alike
+    share one "For each BOLD run, ..." paragraph.  When they differ (e.g. one run lacks
+    ``SliceTiming``), two paragraphs that both say "each BOLD run" would contradict each
+    other; each then names its run instead.
+
+    Parameters
+    ----------
+    workflows : sequence of nipype Workflow
+        Every run's workflow from :func:`init_bold_wf`, of every participant.
+    """
+    if len({wf.__desc__ for wf in workflows}) < 2:
+        return
+    for wf in workflows:
+        run = Path(wf.get_node("inputnode").inputs.bold_file).name
+        wf.__desc__ = wf.__desc__.replace(f"For {EVERY_RUN},", f"For {run},", 1)
 
 
 #: Interpolation of the one resampling to the template: name -> spline order.
@@ -131,7 +157,9 @@ def init_bold_wf(*, bold_run, config: Config, name: str | None = None,
         return init_fmriprep_bold_wf(bold_run=bold_run, config=config, name=name)
     tr = float(bold_run.repetition_time)
     metadata = dict(bold_run.metadata)
-    plan = plan_slice_timing(metadata, nb.load(bold_run.path).shape, tr, config.slice_time_ref)
+    # The input checks already warned, once per run, when slice timing will be skipped.
+    plan = plan_slice_timing(metadata, nb.load(bold_run.path).shape, tr, config.slice_time_ref,
+                             log=False)
     start_time = float(plan.start_time or 0.0)
     space, res = config.output_space, float(config.output_res)
     threads = int(config.omp_nthreads or 1)
@@ -148,15 +176,17 @@ def init_bold_wf(*, bold_run, config: Config, name: str | None = None,
                     f"({config.slice_time_ref:g} of the slice acquisition range "
                     f"{min(times):.3g}-{max(times):.3g} s) by a Fourier (sinc) shift of "
                     "each slice's time series. ")
+        series = "slice-timing corrected native series"
     else:
-        stc_text = f"Slice timing was not corrected ({plan.warning}). "
+        reason = (plan.warning or "").removeprefix("Slice-timing correction skipped: ")
+        stc_text = f"Slice timing was not corrected ({reason}). "
+        series = "native series, without slice-timing correction,"
     workflow.__desc__ = f"""\
-For each BOLD run, head motion was estimated by registering every volume to the run's
+For {EVERY_RUN}, head motion was estimated by registering every volume to the run's
 mean volume (rigid, mutual information; ANTs through *antspyx*), and framewise displacement
 was computed as in Power et al. (2012). {stc_text}The mean volume was coregistered to the
 T1w reference (rigid, mutual information). Every volume was resampled once, with
-{interpolation_text[interpolation]}, from the slice-timing corrected native series onto the
-{space} template at
+{interpolation_text[interpolation]}, from the {series} onto the {space} template at
 {res:g} mm, composing its head-motion transform, the coregistration and the spatial
 normalization.
 """

@@ -15,7 +15,7 @@ from bidsapp.interfaces.features import CandidateRDMs
 from bidsapp.preproc.resample import resolution_label
 
 from .anatomical import init_anat_wf
-from .bold import BOLD_INPUTS, init_bold_wf
+from .bold import BOLD_INPUTS, init_bold_wf, name_runs_in_methods
 from .rsa import init_rsa_wf
 
 
@@ -38,8 +38,13 @@ def init_participant_wf(config: Config, subjects: list[SubjectData],
         ``bidsapp_participant_wf``, with one ``sub_<label>_wf`` per participant.
     """
     workflow = pe.Workflow(name="bidsapp_participant_wf")
-    for subject in subjects:
-        workflow.add_nodes([init_single_subject_wf(config, subject, designs[subject.subject])])
+    subject_wfs = [init_single_subject_wf(config, subject, designs[subject.subject])
+                   for subject in subjects]
+    workflow.add_nodes(subject_wfs)
+    # One methods text covers every participant: runs preprocessed differently are named.
+    name_runs_in_methods([node for subject_wf in subject_wfs
+                          for node in subject_wf._graph.nodes()
+                          if isinstance(node, pe.Workflow) and node.name.startswith("bold_")])
     return workflow
 
 

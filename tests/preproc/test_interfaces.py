@@ -9,9 +9,10 @@ import json
 
 import nibabel as nb
 import numpy as np
+import pytest
 
 from bidsapp.interfaces.preproc import SliceTimingCorrection, TemplateMasks
-from bidsapp.interfaces.reports import CarpetPlot, MotionPlot
+from bidsapp.interfaces.reports import CarpetPlot, MotionPlot, registration_overlay
 from bidsapp.preproc.motion import HeadMotion, parameters_to_matrices, write_confounds
 
 
@@ -81,3 +82,40 @@ def test_template_masks_and_reportlets(tmp_path):
                         confounds_file=str(confounds), repetition_time=2.0).run(
         cwd=str(tmp_path))
     assert "<svg" in open(carpet.outputs.out_report).read()[:3000]
+
+
+def _oblique(data: np.ndarray, degrees: float) -> np.ndarray:
+    angle = np.deg2rad(degrees)
+    affine = np.eye(4)
+    affine[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    affine[:3, 3] = -np.array(data.shape) / 2
+    return affine
+
+
+def test_registration_overlay_draws_oblique_images_from_one_ras_grid(tmp_path):
+    # A tilted acquisition, as most T1w images are: nilearn would resample every view.
+    rng = np.random.default_rng(0)
+    shape = (40, 44, 36)
+    head = np.zeros(shape, np.float32)
+    head[8:32, 8:36, 6:30] = 100 + rng.normal(0, 5, (24, 28, 24))
+    affine = _oblique(head, 15)
+    files = {}
+    for name, data in (("after", head), ("before", 0.5 * head[::-1]),
+                       ("mask", (head > 0).astype(np.uint8))):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nb.Nifti1Image(data, affine).to_filename(files[name])
+    # The interface itself: a node would delete the intermediate images after the run.
+    overlay = registration_overlay(after=str(files["after"]), contour=str(files["mask"]),
+                                   name="overlay").interface
+    overlay.inputs.before = str(files["before"])
+    (tmp_path / "work").mkdir()
+    result = overlay.run(cwd=str(tmp_path / "work"))
+    assert "<svg" in open(result.outputs.out_report).read()[:3000]
+    folder = tmp_path / "work"
+    drawn = nb.load(folder / "overlay_after.nii")
+    # Axis-aligned (diagonal affine), so nilearn draws it without resampling it again ...
+    assert np.allclose(drawn.affine[:3, :3], np.diag(np.diag(drawn.affine[:3, :3])))
+    # ... and it covers the whole tilted head: the same mean intensity over the head.
+    contour = np.asarray(nb.load(folder / "overlay_contour.nii").dataobj) > 0
+    assert contour.sum() == pytest.approx((head > 0).sum(), rel=0.05)
+    assert np.asarray(drawn.dataobj)[contour].mean() == pytest.approx(100, abs=3)

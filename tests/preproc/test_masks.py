@@ -12,6 +12,7 @@ from bidsapp.preproc.masks import (
     dice,
     gm_mask_from_probseg,
     gm_mask_like,
+    mask_like,
 )
 
 
@@ -72,3 +73,18 @@ def test_brain_mask_dilation_and_coverage(probseg):
     covered = np.asarray(coverage_mask(plain, coverage).dataobj)
     assert covered.sum() < np.asarray(plain.dataobj).sum()
     assert not covered[15:].any()
+
+
+def test_mask_like_keeps_a_mask_on_its_grid_and_follows_another(probseg):
+    mask = nb.Nifti1Image((np.asarray(probseg.dataobj) > 0.2).astype(np.uint8),
+                          probseg.affine)
+    same = mask_like(mask, probseg)
+    assert same.get_data_dtype() == np.uint8
+    assert np.array_equal(np.asarray(same.dataobj), np.asarray(mask.dataobj))
+    coarse_affine = probseg.affine.copy()
+    coarse_affine[:3, :3] *= 2
+    coarse = nb.Nifti1Image(np.zeros(tuple(n // 2 for n in probseg.shape), np.float32),
+                            coarse_affine)
+    down = np.asarray(mask_like(mask, coarse).dataobj)
+    assert down.shape == coarse.shape
+    assert abs(down.mean() - np.asarray(mask.dataobj).mean()) < 0.1

@@ -39,7 +39,7 @@ def test_graph_outputs_and_methods_text(tmp_path, templateflow_env):
     workflow = init_anat_wf(config=make_config(tmp_path), normalization_quality="fast")
     names = set(workflow.list_node_names())
     assert {"normalize", "template_masks", "norm_rpt", "outputnode",
-            "ds_t1w2std_xfm", "ds_gm_mask"} <= names
+            "ds_t1w2std_xfm", "ds_gm_mask", "ds_std_t1w", "ds_std_t1w_mask"} <= names
     outputs = workflow.get_node("outputnode").inputs.copyable_trait_names()
     assert set(outputs) == set(ANAT_OUTPUTS)
     desc = " ".join(workflow.visit_desc().split())
@@ -107,11 +107,20 @@ def test_outputs_are_written_with_bids_names(anat_run):
     anat = config.output_dir / "sub-01" / "anat"
     names = sorted(p.name for p in anat.iterdir())
     assert names == sorted([
-        "sub-01_desc-brain_mask.nii.gz", "sub-01_desc-preproc_T1w.nii.gz",
+        "sub-01_desc-brain_mask.nii.gz", "sub-01_desc-preproc_T1w.json",
+        "sub-01_desc-preproc_T1w.nii.gz",
         f"sub-01_from-T1w_to-{NILEARN_SPACE}_mode-image_xfm.h5",
         f"sub-01_from-{NILEARN_SPACE}_to-T1w_mode-image_xfm.h5",
+        f"sub-01_space-{NILEARN_SPACE}_desc-brain_mask.nii.gz",
+        f"sub-01_space-{NILEARN_SPACE}_desc-preproc_T1w.json",
+        f"sub-01_space-{NILEARN_SPACE}_desc-preproc_T1w.nii.gz",
         f"sub-01_space-{NILEARN_SPACE}_res-4_label-GM_mask.json",
         f"sub-01_space-{NILEARN_SPACE}_res-4_label-GM_mask.nii.gz"])
+    # As fMRIPrep: the T1w in the template and its mask share the template's grid.
+    std_t1w = nb.load(anat / f"sub-01_space-{NILEARN_SPACE}_desc-preproc_T1w.nii.gz")
+    std_mask = nb.load(anat / f"sub-01_space-{NILEARN_SPACE}_desc-brain_mask.nii.gz")
+    assert std_mask.shape == std_t1w.shape and np.allclose(std_mask.affine, std_t1w.affine)
+    assert std_mask.get_data_dtype() == np.uint8 and 0 < np.asarray(std_mask.dataobj).mean() < 1
     figure = config.output_dir / "sub-01" / "figures" / f"sub-01_space-{NILEARN_SPACE}_T1w.svg"
     assert "<svg" in figure.read_text()[:2000]
     mask = nb.load(anat / "sub-01_desc-brain_mask.nii.gz")

@@ -24,7 +24,12 @@ from bidsapp.config import Config  # noqa: E402
 from bidsapp.design import run_volume_time  # noqa: E402
 from bidsapp.preproc.fmriprep import open_fmriprep_layout  # noqa: E402
 from bidsapp.templates import NILEARN_SPACE  # noqa: E402
-from bidsapp.workflows.bold import BOLD_INPUTS, BOLD_OUTPUTS, init_bold_wf  # noqa: E402
+from bidsapp.workflows.bold import (  # noqa: E402
+    BOLD_INPUTS,
+    BOLD_OUTPUTS,
+    init_bold_wf,
+    name_runs_in_methods,
+)
 
 TIMES = [0.0, 1.0, 0.25, 1.25, 0.5, 1.5, 0.75, 1.75]
 
@@ -102,7 +107,36 @@ def test_missing_slice_timing_warns_and_keeps_onsets(tmp_path):
     assert out.slice_timing_corrected is False
     assert "no SliceTiming" in out.warnings[0]
     assert workflow.get_node("ds_bold_std").inputs.meta_dict["SliceTimingCorrected"] is False
-    assert "not corrected" in workflow.visit_desc()
+    methods = workflow.visit_desc()
+    assert "Slice timing was not corrected (the BOLD sidecar has no SliceTiming)" in methods
+    assert "slice-timing corrected" not in methods and "slice-time corrected" not in methods
+
+
+def test_methods_name_runs_only_when_they_were_preprocessed_differently(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    corrected = synthetic_run(tmp_path / "a", {"RepetitionTime": 2.0, "SliceTiming": TIMES})
+    skipped = synthetic_run(tmp_path / "b", {"RepetitionTime": 2.0})
+    config = make_config(tmp_path)
+    alike = [init_bold_wf(bold_run=corrected, config=config, name=f"bold_{i}_wf")
+             for i in range(2)]
+    name_runs_in_methods(alike)
+    assert all(wf.__desc__.startswith("For each BOLD run,") for wf in alike)
+    mixed = [init_bold_wf(bold_run=run, config=config, name=f"bold_{i}_wf")
+             for i, run in enumerate((corrected, skipped))]
+    name_runs_in_methods(mixed)
+    name = "sub-01_task-music_run-1_bold.nii.gz"
+    assert [wf.__desc__.split(",", 1)[0] for wf in mixed] == [f"For {name}"] * 2
+    assert "from the slice-timing corrected native series" in mixed[0].__desc__
+    assert "slice-timing corrected native" not in mixed[1].__desc__
+
+
+def test_missing_slice_timing_is_not_warned_again_when_the_workflow_is_built(tmp_path,
+                                                                               caplog):
+    run = synthetic_run(tmp_path, {"RepetitionTime": 2.0})
+    with caplog.at_level("WARNING"):
+        init_bold_wf(bold_run=run, config=make_config(tmp_path))
+    assert "SliceTiming" not in caplog.text
 
 
 def test_fmriprep_derivatives_replace_our_preprocessing(tmp_path, templateflow_env):

@@ -109,7 +109,8 @@ def test_outputs_are_written(planted):
                  "desc-maxcorrdebiased_stat-r_statmap", "desc-maxcorrperm_stat-r_statmap",
                  "desc-permmeanlayer_statmap", "desc-permbestlayer_dseg"):
         assert (group / f"{PREFIX}_{name}.nii.gz").is_file(), name
-        assert (group / f"{PREFIX}_{name}.json").is_file(), name
+        sidecar = json.loads((group / f"{PREFIX}_{name}.json").read_text())
+        assert sidecar["Resolution"].startswith(f"{AFFINE[0, 0]:g} mm isotropic"), sidecar
     lookup = (group / f"{PREFIX}_desc-bestlayer_dseg.tsv").read_text().splitlines()
     assert lookup[0] == "index\tname\tcolor" and lookup[1].startswith("1\tconv1\t#")
     assert len(lookup) == 11
