@@ -7,9 +7,10 @@ run cleanly once; then, each in its own work folder:
   out-of-memory killer does: the run must end within 30 s with exit 71, a message that
   names the step and points to memory, no traceback; the rerun resumes without redoing
   finished steps and its outputs equal the clean run's;
-- the work folder's disk fills up during the run (a 12 MiB tmpfs; needs root, skipped
-  otherwise): exit 73 within 30 s of the disk filling, nothing half-written under a final
-  name, and the rerun after space is freed resumes to the clean run's outputs;
+- the work folder's or the output folder's disk fills up during the run (a 12 or 10 MiB
+  tmpfs; needs root, skipped otherwise): exit 73 within 30 s of the disk filling, nothing
+  half-written under a final name, and the rerun after space is freed resumes to the clean
+  run's outputs;
 - SIGTERM to the main process, as ``kill``, ``docker stop`` and SLURM at its time limit
   send it, to every process of the run, or to the app as PID 1: exit 143 within 10 s and
   no process of the run left alive; SIGINT likewise (exit 130), also to a run that
@@ -197,13 +198,16 @@ def _mount_tmpfs(path: Path, size: str) -> None:
                    check=True, capture_output=True)
 
 
-def test_full_work_disk_ends_the_run_with_73_and_the_rerun_resumes(setup):
+@pytest.mark.parametrize("full, size", [("work", "12m"), ("output", "10m")])
+def test_full_disk_ends_the_run_with_73_and_the_rerun_resumes(setup, full, size):
+    """The work folder (about 28 MiB needed) or the output folder (28 MB) fills up."""
     root, bids, env, _ = setup
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    out, work = root / "disk", root / "disk-work"
+    out, work = root / f"disk-{full}", root / f"disk-{full}-work"
+    folder = work if full == "work" else out
     try:
-        _mount_tmpfs(work, "12m")  # the run needs about 28 MiB of work folder
+        _mount_tmpfs(folder, size)
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
         pytest.skip(f"cannot mount a tmpfs here: {exc}")
     try:
@@ -211,7 +215,7 @@ def test_full_work_disk_ends_the_run_with_73_and_the_rerun_resumes(setup):
 
         def watch():
             while run.proc.poll() is None:
-                stats = os.statvfs(work)
+                stats = os.statvfs(folder)
                 if stats.f_bavail * stats.f_frsize < 128 * 1024 and not full_at:
                     full_at.append(time.monotonic())
                 time.sleep(0.1)
@@ -225,17 +229,18 @@ def test_full_work_disk_ends_the_run_with_73_and_the_rerun_resumes(setup):
         assert code == 73, run.log[-5000:]
         assert full_at and ended - full_at[0] < 30
         message = _check_message(run.log, "No space left on device")
-        assert "--work-dir" in message
+        # The message names the folder that filled, or a file in it, and the fix.
+        assert str(folder) in message, message
         assert not descendants(run.proc.pid)
         # Nothing half-written under a final name: the sink writes under hidden names.
         for path in out.rglob("*.nii.gz"):
             assert nb.load(path).get_fdata().size
-        subprocess.run(["mount", "-o", "remount,size=128m", str(work)], check=True)
+        subprocess.run(["mount", "-o", "remount,size=128m", str(folder)], check=True)
         rerun = Run(root, bids, out, work, env)
         assert rerun.wait() == 0, rerun.log[-5000:]
         same_outputs(clean_subject(root), out / "sub-01")
     finally:
-        subprocess.run(["umount", "-l", str(work)], check=False, capture_output=True)
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
 
 
 #: The app as PID 1 of its own PID namespace, as in a container without an init.
