@@ -255,6 +255,18 @@ class ProcessPlugin(MultiProcPlugin):
         # MultiProc shuts its pool down here; this plugin's workers are stopped in run().
         pass
 
+    def _clean_queue(self, jobid, graph, result=None):
+        # Steps that run in this process (run_without_submitting: the data sinks) fail here,
+        # not through a worker's result: a full disk must end the run the same way, before
+        # a crash file is written to the disk that filled.
+        text = result.get("traceback") if result else None
+        if not text:
+            text = traceback.format_exception(*sys.exc_info())
+        error = disk_full_error("".join(text), self._work_dir)
+        if error is not None:
+            raise Abort(error)
+        return super()._clean_queue(jobid, graph, result=result)
+
     def _check_disk_full(self, result: dict) -> None:
         if result.get("traceback"):
             error = disk_full_error("".join(result["traceback"]), self._work_dir)
