@@ -309,7 +309,8 @@ def null_stack_rows(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_la
 
     As many as ``memory`` leaves room for after what the call holds anyway
     (:func:`null_engine_memory`), between ``MIN_STACK`` and ``MAX_STACK``, and no more than
-    the centers.
+    the centers; a quarter of them at most (but ``MIN_STACK``), so that progress, reported
+    per stack, comes in steps.
 
     Parameters
     ----------
@@ -329,6 +330,8 @@ def null_stack_rows(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_la
                                stack_rows=0, n_jobs=n_jobs)
     per_row = n_trs * (n_trs + 1) // 2 * 4 + n_orders * n_layers * 16
     rows = min(MAX_STACK, max(MIN_STACK, (budget - fixed) // per_row))
+    # At least 4 stacks where each still holds MIN_STACK: progress is reported per stack.
+    rows = min(rows, max(MIN_STACK, -(-n_centers // 4)))
     return int(max(1, min(rows, n_centers)))
 
 
