@@ -131,28 +131,38 @@ def _run_chunk(keys: np.ndarray, neighbors: np.ndarray, columns: np.ndarray, nor
     n_trs = keys.shape[1]
     stack = _STACK_MANY if columns.shape[1] >= _MANY_COLUMNS else _STACK
     work = _Work(n_trs, neighbors.shape[1], min(stack, len(neighbors)))
-    diagonal = work.layout.diagonal
     filled = 0
     for center, sphere in enumerate(neighbors):
-        tied = _voxel_ranks(keys, sphere, work)
-        # The (n x T) Fortran view of the C-ordered (T x n) ranks: trans='T' gives R @ R.T.
-        work.sfrk(n_trs, work.n_voxels, 1.0, work.ranks.reshape(n_trs, work.n_voxels).T, 0.0,
-                  work.gram, trans="T", overwrite_c=1)
-        row = work.stack[filled]
-        if method == "spearman" and not tied and work.counting:
-            _counting_ranks(work, row)
-            work.stack_bad[filled] = False
-        else:
-            work.stack_bad[filled] = _general_target(work, row, method)
-            if work.stack_bad[filled]:
-                row[...] = 0.0
-        row[diagonal] = 0.0
-        work.stack_sq[filled] = row @ row
+        work.stack_bad[filled], work.stack_sq[filled] = _target_row(
+            keys, sphere, work, work.stack[filled], method)
         filled += 1
         if filled == len(work.stack) or center == len(neighbors) - 1:
             first = center + 1 - filled
             _flush(work, filled, columns, norms, out[first : center + 1])
             filled = 0
+
+
+def _target_row(keys: np.ndarray, sphere: np.ndarray, work: _Work, row: np.ndarray,
+                method: str) -> tuple[bool, float]:
+    """Write a sphere's centered target ranks (zero on the diagonal) into ``row``.
+
+    Returns whether the target is undefined (its row is then zeros) and the row's sum of
+    squares.
+    """
+    n_trs = work.n_trs
+    tied = _voxel_ranks(keys, sphere, work)
+    # The (n x T) Fortran view of the C-ordered (T x n) ranks: trans='T' gives R @ R.T.
+    work.sfrk(n_trs, work.n_voxels, 1.0, work.ranks.reshape(n_trs, work.n_voxels).T, 0.0,
+              work.gram, trans="T", overwrite_c=1)
+    if method == "spearman" and not tied and work.counting:
+        _counting_ranks(work, row)
+        bad = False
+    else:
+        bad = _general_target(work, row, method)
+        if bad:
+            row[...] = 0.0
+    row[work.layout.diagonal] = 0.0
+    return bad, float(row @ row)
 
 
 def _voxel_ranks(keys: np.ndarray, sphere: np.ndarray, work: _Work) -> bool:
@@ -286,18 +296,8 @@ def run_numpy_orders(keys: np.ndarray, neighbors: np.ndarray, cands: PermutedCan
         row64 = work.stack[0]
         for center in range(first, stop):
             slot = center - offset
-            tied = _voxel_ranks(keys, neighbors[center], work)
-            work.sfrk(n_trs, work.n_voxels, 1.0, work.ranks.reshape(n_trs, work.n_voxels).T,
-                      0.0, work.gram, trans="T", overwrite_c=1)
-            if method == "spearman" and not tied and work.counting:
-                _counting_ranks(work, row64)
-                bad[slot] = False
-            else:
-                bad[slot] = _general_target(work, row64, method)
-                if bad[slot]:
-                    row64[...] = 0.0
-            row64[layout.diagonal] = 0.0
-            squares[slot] = row64 @ row64
+            bad[slot], squares[slot] = _target_row(keys, neighbors[center], work, row64,
+                                                   method)
             stack[slot] = row64
 
     with ThreadPoolExecutor(max_workers=n_jobs) as pool, \
