@@ -231,26 +231,8 @@ def permuted_candidates(columns: np.ndarray, norms: np.ndarray,
     """
     n_orders, n_trs = orders.shape
     n_layers = columns.shape[1]
-    pairs = pair_layout(n_trs).off_diagonal
     full = _full_matrices(columns, norms, n_trs, np.float32)
-    out_norms = np.tile(norms, n_orders)
-    counts = np.stack([np.bincount(order, minlength=n_trs) for order in orders]).T
-    repeats = np.flatnonzero((counts != 1).any(axis=0))
-    if len(repeats):
-        n_pairs = len(pairs)
-        mult = counts[:, repeats].astype(np.float64)
-        for layer in range(n_layers):
-            if not norms[layer] > 0:
-                continue
-            values = full[layer].astype(np.float64)  # (T, T)
-            diagonal = np.diag(values).copy()
-            # Sums over the reordered pairs i < j of a value and of its square, from how often
-            # each TR is taken: (m' V m - sum_a m_a V_aa) / 2 over the full symmetric matrix.
-            total = (np.einsum("ak,ak->k", mult, values @ mult) - diagonal @ mult) / 2
-            values *= values
-            squares = (np.einsum("ak,ak->k", mult, values @ mult) - diagonal**2 @ mult) / 2
-            spread = np.maximum(squares - total**2 / n_pairs, 0.0)
-            out_norms[repeats * n_layers + layer] = np.sqrt(spread)
+    out_norms = _reordered_norms(full, norms, orders)
     flat = full.reshape(n_layers, -1)
     blocks, first = [], 0
     for width in _gather_widths(n_layers):
@@ -285,12 +267,13 @@ def reorder_columns(columns: np.ndarray, norms: np.ndarray,
     norms : numpy.ndarray
         float64 (K * L,).
     """
-    out_norms = permuted_candidates(columns, norms, orders).norms
     n_orders, n_trs = orders.shape
     n_layers = columns.shape[1]
     layout = pair_layout(n_trs)
     pairs = layout.off_diagonal
-    full = _full_matrices(columns, norms, n_trs, np.float64).reshape(n_layers, -1)
+    full = _full_matrices(columns, norms, n_trs, np.float64)
+    out_norms = _reordered_norms(full, norms, orders)
+    full = full.reshape(n_layers, -1)
     out = np.zeros((columns.shape[0], n_orders * n_layers), dtype=np.float64)
     for k, order in enumerate(np.asarray(orders, dtype=np.intp)):
         flat = order[layout.rows[pairs]] * n_trs + order[layout.cols[pairs]]
@@ -298,6 +281,35 @@ def reorder_columns(columns: np.ndarray, norms: np.ndarray,
         block -= block.mean(axis=0)
         out[pairs, k * n_layers:(k + 1) * n_layers] = block
     return out, out_norms
+
+
+def _reordered_norms(full: np.ndarray, norms: np.ndarray, orders: np.ndarray) -> np.ndarray:
+    """Return the (K * L,) norms, about their means, of the columns reordered by `orders`.
+
+    ``full`` holds the (L, T, T) matrices of :func:`_full_matrices`.  Orders that permute the
+    TRs keep each layer's norm; for the others the sums come from how often each TR is taken.
+    """
+    n_layers, n_trs, _ = full.shape
+    out_norms = np.tile(norms, len(orders))
+    counts = np.stack([np.bincount(order, minlength=n_trs) for order in orders]).T
+    repeats = np.flatnonzero((counts != 1).any(axis=0))
+    if not len(repeats):
+        return out_norms
+    n_pairs = n_trs * (n_trs - 1) // 2
+    mult = counts[:, repeats].astype(np.float64)
+    for layer in range(n_layers):
+        if not norms[layer] > 0:
+            continue
+        values = full[layer].astype(np.float64)  # (T, T)
+        diagonal = np.diag(values).copy()
+        # Sums over the reordered pairs i < j of a value and of its square, from how often
+        # each TR is taken: (m' V m - sum_a m_a V_aa) / 2 over the full symmetric matrix.
+        total = (np.einsum("ak,ak->k", mult, values @ mult) - diagonal @ mult) / 2
+        values *= values
+        squares = (np.einsum("ak,ak->k", mult, values @ mult) - diagonal**2 @ mult) / 2
+        spread = np.maximum(squares - total**2 / n_pairs, 0.0)
+        out_norms[repeats * n_layers + layer] = np.sqrt(spread)
+    return out_norms
 
 
 def _gather_widths(n_layers: int) -> list[int]:
