@@ -4,6 +4,8 @@ Usage::
 
     bidsapp train --corpus DIR [--render] --out RUN_DIR [--steps N] [--stop-at HH:MM]
     bidsapp train --mtt MTT_DIR --out RUN_DIR ...
+    bidsapp train --corpus DIR --real-corpus REAL_DIR --init-weights W.safetensors --out RUN_DIR
+    bidsapp evaluate --weights W.safetensors --real-corpus REAL_DIR [--split test] [--probe]
     bidsapp evaluate --checkpoint RUN_DIR/best.pt --corpus DIR [--split test] [--probe]
     bidsapp evaluate --weights W.safetensors --clips CHECKSET_DIR [--json OUT.json]
     bidsapp evaluate --checkpoint RUN_DIR/best.pt --mtt MTT_DIR --export DIR --status S
@@ -26,14 +28,14 @@ from bidsapp.errors import BidsAppError, UsageError
 from bidsapp.io import write_json
 
 from .checkset import load_check_set
-from .data import load_corpus_split
+from .data import binarised, load_corpus_split
 from .export import (
     CORPUS_TRAINING_DATA,
     export_weights,
     load_checkpoint_model,
     load_exported_model,
 )
-from .metrics import evaluate_clips, predict_clips, tag_metrics
+from .metrics import predict_clips, tag_metrics, teacher_metrics
 from .mtt import load_mtt
 from .probe import clip_layer_means, probe_layers
 from .shards import render_corpus
@@ -101,6 +103,16 @@ def build_train_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-every", type=int, default=5)
     run.add_argument("--max-validation-clips", type=int, default=None,
                      help="validate on the first N validation clips only (faster)")
+    distill = parser.add_argument_group("distillation (docs/training.md)")
+    distill.add_argument("--real-corpus", type=Path, default=None,
+                         help="real-music corpus labelled by the teacher "
+                              "(python -m bidsapp.training.realmusic build)")
+    distill.add_argument("--real-fraction", type=float, default=0.5,
+                         help="share of each batch from --real-corpus (default 0.5)")
+    distill.add_argument("--init-weights", type=Path, default=None,
+                         help="start from these exported weights (e.g. the release)")
+    distill.add_argument("--max-real-validation", type=int, default=None,
+                         help="validate on every k-th real validation window up to N (faster)")
     perf = parser.add_argument_group("performance")
     perf.add_argument("--device", default="auto", help="auto, cpu or cuda")
     perf.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -124,16 +136,42 @@ def train_main(argv: list[str] | None = None) -> int:
     validation = _load_split(args, "validation")
     if args.max_validation_clips:
         validation = validation.subset(range(min(args.max_validation_clips, len(validation))))
+    real_set = real_validation = None
+    if args.real_corpus is not None:
+        if not 0.0 < args.real_fraction <= 1.0:
+            raise UsageError(f"--real-fraction {args.real_fraction} is not in (0, 1]",
+                             fix="e.g. --real-fraction 0.5")
+        real_set = load_corpus_split(args.real_corpus, "train")
+        real_validation = load_corpus_split(args.real_corpus, "validation")
+        if args.max_real_validation:
+            real_validation = _spread(real_validation, args.max_real_validation)
+        LOGGER.info("Distilling: %d real-music windows (%.0f%% of each batch), validating on "
+                    "%d", len(real_set), 100 * args.real_fraction, len(real_validation))
     LOGGER.info("Training on %d clips, validating on %d; stop at %s", len(train_set),
                 len(validation), stop_at or "max steps")
     config = TrainConfig(out_dir=str(args.out), batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, max_steps=args.steps, stop_at=stop_at,
                          eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                          log_every=args.log_every, device=args.device, threads=args.threads,
-                         amp=args.amp)
-    summary = train(train_set, validation, config)
+                         amp=args.amp,
+                         real_fraction=args.real_fraction if real_set is not None else 0.0,
+                         init_weights=str(args.init_weights) if args.init_weights else None)
+    summary = train(train_set, validation, config, real_set=real_set,
+                    real_validation=real_validation)
     print(summary)
     return 0
+
+
+def _evaluate_split(args: argparse.Namespace, split: str):
+    if args.real_corpus is not None:
+        return load_corpus_split(args.real_corpus, split)
+    return _load_split(args, split)
+
+
+def _spread(clip_set, limit: int):
+    # Every k-th window keeps all tracks in a shortened validation set.
+    step = max(1, len(clip_set) // max(limit, 1))
+    return clip_set.subset(range(0, len(clip_set), step)[:limit])
 
 
 def build_evaluate_parser() -> argparse.ArgumentParser:
@@ -146,6 +184,8 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     source = _data_arguments(parser)
     source.add_argument("--clips", type=Path,
                         help="a check-set folder (FLAC clips + labels.json)")
+    source.add_argument("--real-corpus", type=Path,
+                        help="real-music corpus: scored against the teacher's tags")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--max-clips", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the metrics here")
@@ -175,18 +215,22 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         model, checkpoint = load_checkpoint_model(args.checkpoint, device)
     else:
         model, checkpoint = load_exported_model(args.weights, device), None
-    clip_set = _load_split(args, args.split)
+    clip_set = _evaluate_split(args, args.split)
     if args.max_clips:
         clip_set = clip_set.subset(range(min(args.max_clips, len(clip_set))))
+    real = args.real_corpus is not None
     if args.probe:
         # One pass gives both: the fc features of the probe are the whole-clip logits.
         test_features = clip_layer_means(model, clip_set, device=device)
         probabilities = 1.0 / (1.0 + np.exp(-test_features["fc"]))
-        result = tag_metrics(probabilities, clip_set.labels, clip_set.mask)
     else:
-        result = evaluate_clips(model, clip_set, device=device)
+        probabilities = predict_clips(model, clip_set, device=device)
+    if real:
+        result = teacher_metrics(probabilities, clip_set.labels)
+    else:
+        result = tag_metrics(probabilities, clip_set.labels, clip_set.mask)
     result["split"] = args.split
-    result["source"] = str(args.clips or args.corpus or args.mtt)
+    result["source"] = str(args.clips or args.corpus or args.mtt or args.real_corpus)
     if args.clips is not None:
         # A check set is small: keep every prediction so a test can compare them exactly.
         result["predictions"] = dict(zip(clip_set.names, _predictions(model, clip_set,
@@ -196,8 +240,14 @@ def evaluate_main(argv: list[str] | None = None) -> int:
               f"({m['positives']}/{m['clips']})")
     print(f"mean over {len(result['per_tag'])} tags: ROC-AUC {result['mean_roc_auc']:.4f}  "
           f"PR-AUC {result['mean_pr_auc']:.4f}  ({result['n_clips']} clips)")
+    if real:
+        print(f"against the teacher: min ROC-AUC {result['min_roc_auc']:.4f}, mean Spearman "
+              f"{result['mean_spearman']:.4f} over {len(result['spearman'])} tags")
     if args.probe:
-        train_set = _load_split(args, "train")
+        train_set = _evaluate_split(args, "train")
+        if real:
+            # The probes predict the teacher's binarised tags, as the ROC-AUC above.
+            train_set, clip_set = (binarised(s) for s in (train_set, clip_set))
         result["probe"] = probe_layers(model, train_set, clip_set, device=device,
                                        train_clips=args.probe_train_clips,
                                        test_features=test_features)

@@ -69,6 +69,25 @@ class ClipSet:
                        self.mask[indices], [self.names[i] for i in indices], self.loader)
 
 
+def binarised(clip_set: ClipSet, threshold: float = 0.5) -> ClipSet:
+    """Return the clips with soft labels (a teacher's probabilities) cut at ``threshold``.
+
+    Parameters
+    ----------
+    clip_set : ClipSet
+        Clips whose labels are probabilities.
+    threshold : float, optional
+        A tag is present where its probability is at least this.
+
+    Returns
+    -------
+    ClipSet
+        The same clips, labels 0/1.
+    """
+    labels = (np.asarray(clip_set.labels) >= threshold).astype(np.float32)
+    return ClipSet(clip_set.clips, labels, clip_set.mask, clip_set.names, clip_set.loader)
+
+
 def random_crop(audio: np.ndarray, rng: np.random.Generator,
                 length: int = WINDOW_SAMPLES) -> np.ndarray:
     """Return a random ``length``-sample excerpt; shorter audio is zero-padded at the end.

@@ -126,3 +126,53 @@ def evaluate_clips(model: torch.nn.Module, clip_set: ClipSet, *,
     """
     probabilities = predict_clips(model, clip_set, device=device, batch_size=batch_size)
     return tag_metrics(probabilities, clip_set.labels, clip_set.mask)
+
+
+def teacher_metrics(probabilities: np.ndarray, teacher: np.ndarray, *, threshold: float = 0.5,
+                    min_count: int = 5, tags: tuple[str, ...] | list[str] = TAGS) -> dict:
+    """Return how well the network agrees with a teacher's soft tags.
+
+    Parameters
+    ----------
+    probabilities : numpy.ndarray
+        The network's (n_windows, 50) probabilities.
+    teacher : numpy.ndarray
+        The teacher's (n_windows, 50) probabilities, same columns.
+    threshold : float, optional
+        The teacher's tags are binarised at ``p >= threshold`` for ROC-AUC.
+    min_count : int, optional
+        A tag is scored by ROC-AUC only with at least this many positive and negative windows.
+    tags : sequence of str, optional
+        Names of the 50 columns.
+
+    Returns
+    -------
+    dict
+        ``per_tag``: tag -> ``{"roc_auc", "pr_auc", "positives", "clips"}`` for the tags with
+        enough of both classes; ``mean_roc_auc``, ``mean_pr_auc`` and ``min_roc_auc`` over
+        them; ``spearman``: tag -> Spearman correlation of the two probabilities over all
+        windows (every tag whose teacher output varies); ``mean_spearman``; ``n_clips``.
+    """
+    from scipy.stats import spearmanr
+
+    per_tag, spearman = {}, {}
+    for column, tag in enumerate(tags):
+        truth = teacher[:, column] >= threshold
+        if min_count <= truth.sum() <= truth.size - min_count:
+            score = probabilities[:, column]
+            per_tag[tag] = {"roc_auc": float(roc_auc_score(truth, score)),
+                            "pr_auc": float(average_precision_score(truth, score)),
+                            "positives": int(truth.sum()), "clips": int(truth.size)}
+        if np.ptp(teacher[:, column]) > 0 and np.ptp(probabilities[:, column]) > 0:
+            spearman[tag] = float(spearmanr(probabilities[:, column], teacher[:, column])[0])
+    roc = [m["roc_auc"] for m in per_tag.values()]
+    return {
+        "per_tag": per_tag,
+        "mean_roc_auc": float(np.mean(roc)) if roc else float("nan"),
+        "mean_pr_auc": float(np.mean([m["pr_auc"] for m in per_tag.values()]))
+        if roc else float("nan"),
+        "min_roc_auc": float(np.min(roc)) if roc else float("nan"),
+        "spearman": spearman,
+        "mean_spearman": float(np.mean(list(spearman.values()))) if spearman else float("nan"),
+        "n_clips": int(len(teacher)),
+    }

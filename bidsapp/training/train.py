@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
@@ -30,7 +31,8 @@ from bidsapp.audio.resnet import WINDOW_SAMPLES, ResNet18Audio
 from bidsapp.device import resolve_device
 
 from .data import ClipSet, DeviceClipBank, training_batch
-from .metrics import evaluate_clips
+from .export import load_exported_model
+from .metrics import evaluate_clips, predict_clips, teacher_metrics
 
 LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +66,11 @@ class TrainConfig:
     amp : str
         ``none`` (float32) or ``bf16``: bfloat16 autocast of the forward pass on CUDA,
         about twice as fast on Hopper GPUs; weights, optimiser and loss stay float32.
+    real_fraction : float
+        Share of each batch drawn from the real-music set (distillation), 0 without one.
+    init_weights : str or None
+        Exported weights (``.safetensors``) to start from instead of He initialisation;
+        ignored when the run resumes from ``last.pt``.
     """
 
     out_dir: str
@@ -82,6 +89,47 @@ class TrainConfig:
     threads: int = 0
     crop_samples: int = WINDOW_SAMPLES
     amp: str = "none"
+    real_fraction: float = 0.0
+    init_weights: str | None = None
+
+
+def mixed_batch(train_set: ClipSet, real_set: ClipSet | None, config: TrainConfig, step: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw batch ``step``: ``real_fraction`` of it from the real-music set, the rest rendered.
+
+    Each part is a :func:`~bidsapp.training.data.training_batch` of its own set with its own
+    seed stream, so each set is still walked through in per-epoch permutations and a resumed
+    run sees the same batches.
+
+    Parameters
+    ----------
+    train_set : ClipSet
+        The rendered (or MTT) training clips, with true tags.
+    real_set : ClipSet or None
+        Real-music windows with the teacher's probabilities as labels.
+    config : TrainConfig
+        Batch size, seed, crop length and ``real_fraction``.
+    step : int
+        Zero-based step.
+
+    Returns
+    -------
+    audio, labels, mask : numpy.ndarray
+        As :func:`~bidsapp.training.data.training_batch`, real windows last.
+    """
+    n_real = 0 if real_set is None else int(round(config.batch_size * config.real_fraction))
+    parts = []
+    if n_real < config.batch_size:
+        parts.append(training_batch(train_set, config.batch_size - n_real, config.seed, step,
+                                    config.crop_samples))
+    if n_real:
+        parts.append(training_batch(real_set, n_real, config.seed + REAL_SEED_OFFSET, step,
+                                    config.crop_samples))
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+
+
+REAL_SEED_OFFSET = 1_000_003
+"""Keeps the real-music draws apart from the rendered ones of the same seed."""
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -119,8 +167,17 @@ def _deadline(stop_at: str | None) -> float | None:
     return datetime.fromisoformat(stop_at).timestamp()
 
 
-def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfig) -> dict:
+def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfig, *,
+          real_set: ClipSet | None = None, real_validation: ClipSet | None = None) -> dict:
     """Train (or resume training) and return a summary.
+
+    With ``real_set`` (distillation) each batch mixes rendered clips and real-music windows
+    (:func:`mixed_batch`); the real windows' labels are the teacher's probabilities, so the
+    same masked binary cross-entropy is the soft-target loss on them.  With
+    ``real_validation``, ``best.pt`` is picked by the mean of the rendered validation
+    ROC-AUC and the ROC-AUC against the teacher's binarised tags on the real validation
+    windows (:func:`~bidsapp.training.metrics.teacher_metrics`), so neither may fall for the
+    other.
 
     Parameters
     ----------
@@ -130,6 +187,8 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
         Clips whose mean ROC-AUC picks ``best.pt``; without it, ``best.pt`` is the last.
     config : TrainConfig
         The run's options.
+    real_set, real_validation : ClipSet, optional
+        Real-music windows labelled by the teacher, for training and validation.
 
     Returns
     -------
@@ -146,8 +205,12 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
         raise ValueError(f"amp must be 'none' or 'bf16', not {config.amp!r}")
     torch.manual_seed(config.seed)
     model = ResNet18Audio().to(device)
+    if config.init_weights and not (out / "last.pt").is_file():
+        start = load_exported_model(config.init_weights, device)
+        model.load_state_dict(start.state_dict())
+        LOGGER.info("Starting from %s", config.init_weights)
     bank = None
-    if device.type == "cuda":
+    if device.type == "cuda" and real_set is None:
         # Fixed input shapes: let cuDNN pick its fastest convolution algorithms once.
         torch.backends.cudnn.benchmark = True
         if DeviceClipBank.supports(train_set, config.crop_samples):
@@ -182,10 +245,20 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
             return
         state["validated"] = state["step"]
         result = evaluate_clips(model, validation_set, device=device)
-        model.train()
         score = result["mean_roc_auc"]
         record = {"step": state["step"], "validation_mean_roc_auc": score,
                   "validation_mean_pr_auc": result["mean_pr_auc"], "time": time.time()}
+        if real_validation is not None:
+            real = teacher_metrics(predict_clips(model, real_validation, device=device),
+                                   real_validation.labels)
+            record["real_validation_mean_roc_auc"] = real["mean_roc_auc"]
+            record["real_validation_mean_spearman"] = real["mean_spearman"]
+            result["real"] = real
+            LOGGER.info("step %d real-music validation: ROC-AUC against the teacher %.4f, "
+                        "Spearman %.4f", state["step"], real["mean_roc_auc"],
+                        real["mean_spearman"])
+            score = (score + real["mean_roc_auc"]) / 2
+        model.train()
         history.write(json.dumps(record) + "\n")
         history.flush()
         LOGGER.info("step %d validation: mean ROC-AUC %.4f, PR-AUC %.4f", state["step"], score,
@@ -205,9 +278,8 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
                 audio, labels, mask = bank.batch(config.batch_size, config.seed, state["step"],
                                                  config.crop_samples)
             else:
-                audio, labels, mask = (torch.from_numpy(x).to(device) for x in training_batch(
-                    train_set, config.batch_size, config.seed, state["step"],
-                    config.crop_samples))
+                audio, labels, mask = (torch.from_numpy(x).to(device) for x in mixed_batch(
+                    train_set, real_set, config, state["step"]))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = model(audio)
             loss = masked_bce(logits.float(), labels, mask)
