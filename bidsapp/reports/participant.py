@@ -80,12 +80,19 @@ def weights_warnings(metadata: Sequence[Mapping]) -> list[str]:
             "install the weights before interpreting the maps."
         )
     sources = {str(m["WeightsTrainingData"]) for m in metadata if m.get("WeightsTrainingData")}
-    if "trained" in statuses and any("MagnaTagATune" not in src for src in sources):
-        out.append(
-            "The network was trained on " + "; ".join(sorted(sources)) + ", not on "
-            "MagnaTagATune as in the study (models/README.md): it knows instruments, drums, "
-            "tempo and loudness, but no vocals or genres beyond classical and folk."
-        )
+    # MagnaTagATune weights name it first ("MagnaTagATune (Law et al., 2009)"); distilled
+    # weights name it only as the teacher's data, which is not the study's training.
+    other = sorted(src for src in sources if not src.startswith("MagnaTagATune"))
+    if "trained" in statuses and other:
+        if any("teacher" in src for src in other):
+            known = ("it learnt MagnaTagATune's 50 tags from a teacher model trained on "
+                     "MagnaTagATune, on a few hours of real game music and on rendered "
+                     "classical and folk scores.")
+        else:
+            known = ("it knows instruments, drums, tempo and loudness, but no vocals or "
+                     "genres beyond classical and folk.")
+        out.append("The network was trained on " + "; ".join(other) + ", not on "
+                   "MagnaTagATune as in the study (models/README.md): " + known)
     hashes = {m.get("WeightsSHA256") for m in metadata if m.get("WeightsSHA256")}
     if len(hashes) > 1:
         out.append(f"The maps were computed with {len(hashes)} different weight files.")

@@ -30,7 +30,8 @@ def write_check_set(clip_set: ClipSet, indices: list[int], folder: str | Path,
     Parameters
     ----------
     clip_set : ClipSet
-        Source clips (e.g. the corpus test split).
+        Source clips (e.g. the corpus test split); soft labels (a teacher's probabilities)
+        are kept as they are and the set is marked ``"targets": "teacher"``.
     indices : list of int
         Which clips.
     folder : str or Path
@@ -46,15 +47,24 @@ def write_check_set(clip_set: ClipSet, indices: list[int], folder: str | Path,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     records = []
+    soft = not np.isin(clip_set.labels[indices], (0.0, 1.0)).all()
     for number, index in enumerate(indices):
         name = f"clip{number:02d}.flac"
         soundfile.write(folder / name, clip_set.audio(index)[:samples], SAMPLE_RATE,
                         subtype="PCM_16")
-        records.append({"file": name, "source": clip_set.names[index],
-                         "labels": clip_set.labels[index].astype(int).tolist(),
-                         "mask": clip_set.mask[index].astype(int).tolist()})
-    write_json(folder / LABELS_FILE, {"sample_rate": SAMPLE_RATE, "clips": records})
+        labels = ([round(float(x), 5) for x in clip_set.labels[index]] if soft
+                  else clip_set.labels[index].astype(int).tolist())
+        records.append({"file": name, "source": clip_set.names[index], "labels": labels,
+                        "mask": clip_set.mask[index].astype(int).tolist()})
+    write_json(folder / LABELS_FILE, {"sample_rate": SAMPLE_RATE,
+                                      "targets": "teacher" if soft else "truth",
+                                      "clips": records})
     return folder
+
+
+def check_set_targets(folder: str | Path) -> str:
+    """Return what a check set's labels are: ``truth`` (0/1 tags) or ``teacher`` (soft)."""
+    return json.loads((Path(folder) / LABELS_FILE).read_text()).get("targets", "truth")
 
 
 def load_check_set(folder: str | Path) -> ClipSet:

@@ -27,10 +27,11 @@ from bidsapp.device import resolve_device
 from bidsapp.errors import BidsAppError, UsageError
 from bidsapp.io import write_json
 
-from .checkset import load_check_set
-from .data import binarised, load_corpus_split
+from .checkset import check_set_targets, load_check_set
+from .data import binarised, load_corpus_split, read_manifest
 from .export import (
     CORPUS_TRAINING_DATA,
+    distilled_training_data,
     export_weights,
     load_checkpoint_model,
     load_exported_model,
@@ -199,6 +200,9 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--training-note", default=None,
                         help="free text added to the sidecar's training_data (e.g. the codec "
                              "the training audio went through)")
+    parser.add_argument("--distilled-from", type=Path, default=None,
+                        help="the real-music corpus the weights were distilled on: recorded "
+                             "in the exported sidecar's training_data")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     return parser
@@ -218,7 +222,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     clip_set = _evaluate_split(args, args.split)
     if args.max_clips:
         clip_set = clip_set.subset(range(min(args.max_clips, len(clip_set))))
-    real = args.real_corpus is not None
+    real = args.real_corpus is not None or (args.clips is not None
+                                            and check_set_targets(args.clips) == "teacher")
     if args.probe:
         # One pass gives both: the fc features of the probe are the whole-clip logits.
         test_features = clip_layer_means(model, clip_set, device=device)
@@ -259,6 +264,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         training_data = None
         if args.training_note:
             training_data = {**CORPUS_TRAINING_DATA, "note": args.training_note}
+        if args.distilled_from is not None:
+            training_data = distilled_training_data(read_manifest(args.distilled_from),
+                                                    training_data)
         path = export_weights(model, checkpoint, args.export, status=args.status,
                               metrics=result, training_data=training_data)
         result["export"] = str(path)

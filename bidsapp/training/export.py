@@ -100,6 +100,53 @@ def load_exported_model(path: str | Path, device: str | torch.device = "cpu") ->
     return model.to(device).eval()
 
 
+def distilled_training_data(real_manifest: dict, rendered: dict | None = None) -> dict:
+    """Return the ``training_data`` record of weights distilled on the real-music corpus.
+
+    Parameters
+    ----------
+    real_manifest : dict
+        ``manifest.json`` of the corpus written by :mod:`bidsapp.training.realmusic`.
+    rendered : dict, optional
+        The rendered corpus's record (:data:`CORPUS_TRAINING_DATA` by default).
+
+    Returns
+    -------
+    dict
+        The rendered corpus, the Debian packages (name, version, sha256, licence), the
+        teacher (model, versions, its training data) and the real split's size.
+    """
+    teacher = real_manifest.get("teacher", {})
+    versions = teacher.get("versions", {})
+    packages = [{"name": p["name"], "version": p["version"], "sha256": p["sha256"],
+                 "licence": p.get("licences", {}).get("copyright", "unknown"),
+                 "notices": sorted(set(p.get("licences", {}).get("notices", {}).values()))}
+                for p in real_manifest.get("packages", [])]
+    splits = real_manifest.get("splits", {})
+    return {
+        **(rendered or CORPUS_TRAINING_DATA),
+        "dataset": "music21 corpus rendered with FluidSynth and FluidR3_GM, and real "
+                   "recordings from Debian packages "
+                   + ", ".join(f"{p['name']} {p['version']}" for p in packages)
+                   + f" tagged by a teacher (musicnn {teacher.get('model', '?')}, trained on "
+                   "MagnaTagATune)",
+        "tags": "rendered clips: the 26 tags the renderer produces; real recordings: all 50, "
+                "soft targets from the teacher",
+        "real_music": {
+            "packages": packages,
+            "split": "by track: " + ", ".join(
+                f"{name} {info.get('windows', 0)} windows ({len(info.get('tracks', []))} "
+                "tracks)" for name, info in splits.items()),
+        },
+        "teacher": {
+            "model": f"musicnn {versions.get('musicnn', '?')} {teacher.get('model', '?')}",
+            "versions": versions,
+            "training_data": teacher.get("training_data"),
+        },
+        "magnatagatune": "not used directly; the teacher was trained on it (CC BY-NC-SA)",
+    }
+
+
 def export_weights(model: torch.nn.Module, checkpoint: dict, folder: str | Path, *,
                    status: str, metrics: dict | None = None,
                    training_data: dict | None = None) -> Path:
@@ -131,9 +178,15 @@ def export_weights(model: torch.nn.Module, checkpoint: dict, folder: str | Path,
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (TRAINED_FILENAME if status == "trained" else EXPORT_FILENAME)
     config = checkpoint.get("config", {})
+    recipe = ("Adam lr {lr}, betas ({beta1}, {beta2}), eps {eps}, batch {batch_size}, "
+              "masked BCE, He init, no dropout".format(**config) if config else None)
+    if recipe and config.get("real_fraction"):
+        recipe += (f"; distillation: {config['real_fraction']:.2f} of each batch real music "
+                   "with the teacher's probabilities as soft targets")
+        if config.get("init_weights"):
+            recipe += f", started from {Path(config['init_weights']).name}"
     training = {
-        "recipe": "Adam lr {lr}, betas ({beta1}, {beta2}), eps {eps}, batch {batch_size}, "
-                  "masked BCE, He init, no dropout".format(**config) if config else None,
+        "recipe": recipe,
         "steps": checkpoint.get("step"),
         "samples": (checkpoint.get("step") or 0) * config.get("batch_size", 36),
         "seed": config.get("seed"),

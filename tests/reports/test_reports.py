@@ -188,3 +188,21 @@ def test_weights_warnings(status, expected):
 
     assert len(weights_warnings([{"WeightsStatus": status, "WeightsSHA256": "a"}])) == expected
     assert len(weights_warnings([{"WeightsSHA256": "a"}, {"WeightsSHA256": "b"}])) == 1
+
+
+def test_weights_warnings_name_what_the_network_was_trained_on():
+    from bidsapp.reports.participant import weights_warnings
+
+    def warn(source):
+        return weights_warnings([{"WeightsStatus": "trained", "WeightsSHA256": "a",
+                                  "WeightsTrainingData": source}])
+
+    assert warn("MagnaTagATune (Law et al., 2009)") == []
+    rendered = warn("music21 corpus rendered with FluidSynth and FluidR3_GM (bidsapp.training)")
+    assert len(rendered) == 1 and "no vocals" in rendered[0]
+    # Distilled weights mention MagnaTagATune (the teacher's data) but were not trained on it.
+    distilled = warn("music21 corpus rendered ..., and real recordings from Debian packages "
+                     "warzone2100-music 4.3.3-3 tagged by a teacher (musicnn MTT_musicnn, "
+                     "trained on MagnaTagATune)")
+    assert len(distilled) == 1 and "teacher model" in distilled[0]
+    assert "not on MagnaTagATune as in the study" in distilled[0]
