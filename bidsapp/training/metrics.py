@@ -153,6 +153,7 @@ def teacher_metrics(probabilities: np.ndarray, teacher: np.ndarray, *, threshold
         them; ``spearman``: tag -> Spearman correlation of the two probabilities over all
         windows (every tag whose teacher output varies); ``mean_spearman``; ``n_clips``.
     """
+    # scipy.stats takes a second to import and only evaluation needs it.
     from scipy.stats import spearmanr
 
     per_tag, spearman = {}, {}

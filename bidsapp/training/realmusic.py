@@ -29,7 +29,7 @@ from bidsapp.audio.resnet import SAMPLE_RATE, WINDOW_SAMPLES
 from bidsapp.errors import BidsAppError, UsageError
 
 from . import debian
-from .data import MANIFEST, write_shard
+from .data import MANIFEST, load_corpus_split, read_manifest, write_shard
 
 LOGGER = logging.getLogger("bidsapp.training.realmusic")
 
@@ -161,6 +161,7 @@ def build(out_dir: str | Path, debs_dir: str | Path, work_dir: str | Path,
     dict
         The manifest.
     """
+    # The teacher module pulls in the optional [distill] extra; resplit needs none of it.
     from .teacher import (
         DOCUMENTED_TOP10,
         TEACHER_MODEL,
@@ -229,8 +230,6 @@ def resplit(corpus_dir: str | Path) -> dict:
     dict
         The new manifest.
     """
-    from .data import load_corpus_split, read_manifest
-
     corpus_dir = Path(corpus_dir)
     manifest = read_manifest(corpus_dir)
     windows: dict[str, tuple[list, list]] = {}

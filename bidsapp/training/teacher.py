@@ -112,6 +112,7 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
         spectrogram, as ``musicnn.extractor.batch_data`` computes it.
     """
     try:
+        # librosa is the optional [distill] extra: fail with the fix, not at import.
         import librosa
     except ImportError as exc:
         raise MissingInputError("librosa is not installed", fix=DISTILL_FIX) from exc
@@ -146,12 +147,13 @@ class MusicnnTeacher:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
+            # TensorFlow and musicnn are the optional [distill] extra.
             import tensorflow as tf
             from musicnn import configuration, models
         except ImportError as exc:
             raise MissingInputError(f"The teacher cannot be loaded ({exc})",
                                     fix=DISTILL_FIX) from exc
-        import musicnn
+        import musicnn  # the same optional extra; only its version is read
 
         tf.compat.v1.disable_eager_execution()
         self.model, self.batch_size = model, batch_size
@@ -265,7 +267,7 @@ def self_check(teacher: MusicnnTeacher, audio_path: str, expected: Sequence[str]
         ``file``, ``expected``, ``got`` (the same number of top tags), ``passed`` (the same
         set of tags) and ``same_order``.
     """
-    import librosa
+    import librosa  # the optional [distill] extra, present once the teacher loaded
 
     audio, _ = librosa.load(audio_path, sr=SAMPLE_RATE)
     scores = teacher.taggram(audio).mean(axis=0)
