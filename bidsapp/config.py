@@ -53,6 +53,9 @@ class Config:
     output_space: str = DEFAULT_SPACE
     output_res: float = DEFAULT_RES
     searchlight_size: int = 100
+    #: ``--searchlight-jobs``: nodes (cluster jobs under a graph plugin) that share each
+    #: participant's searchlight centres.
+    searchlight_jobs: int = 1
     drop_seconds: float = 6.0
     fdr_q: float = 0.05
     n_permutations: int = 100

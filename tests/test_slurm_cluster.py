@@ -11,6 +11,9 @@ at the end.  On that cluster:
    job per step; one running step is killed with ``scancel``, and the next invocation, the
    one the app tells the user to run, redoes it and nothing that had finished;
 3. both give the same participant outputs as a local run (the resume test's comparison);
+   so does the graph plugin with ``--searchlight-jobs 3``, whose three searchlight shards
+   are three SLURM jobs, at least two of them running at the same time (SLURM's start and
+   end times, kept for an hour by ``MinJobAge``; this config has no accounting for sacct);
 4. a scheduler that cannot take jobs (slurmctld down, munged down) stops the app at once,
    with exit 69 and the fix, before anything is submitted.
 
@@ -251,6 +254,55 @@ def test_graph_plugin_runs_one_participant_and_a_cancelled_step_is_redone(
     node = victim["JobName"].split("_", 1)[1]
     redone = list(work.rglob(f"result_{node}.pklz"))
     assert redone and all(p.stat().st_mtime > cancelled_at for p in redone), node
+    same_outputs(local_run / "sub-01", out / "sub-01")
+
+
+def _overlap(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two finished jobs ran at the same time (SLURM's times, to the second)."""
+    return a["StartTime"] < b["EndTime"] and b["StartTime"] < a["EndTime"]
+
+
+def test_graph_plugin_runs_the_searchlight_shards_as_parallel_jobs(
+        slurm, tiny, local_run, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    # The example with one CPU and 6 GB a step, so that two steps fit the 2-CPU node at once.
+    plugin = tmp_path / "slurm_graph.yml"
+    plugin.write_text((EXAMPLES / "slurm_graph.yml").read_text()
+                      .replace("--cpus-per-task=2", "--cpus-per-task=1")
+                      .replace("--mem=8G", "--mem=6G"))
+    args = [tiny, out, "participant", "--participant-label", "01", "-w", work, *COMMON,
+            "--searchlight-jobs", "3"]
+    started = time.monotonic()
+    proc = _app(*args, "--use-plugin", plugin, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    slurm.wait_idle(timeout=3000)
+    elapsed = time.monotonic() - started
+
+    jobs = _graph_jobs(slurm, work)
+    assert {j["JobState"] for j in jobs} == {"COMPLETED"}, [
+        (j["JobName"], j["JobState"]) for j in jobs if j["JobState"] != "COMPLETED"]
+    shards = [j for j in jobs if re.fullmatch(r"j\d+_searchlight_shard\d", j["JobName"])]
+    # Three SLURM jobs, one a shard, and at least two of them ran at the same time.
+    assert len(shards) == 3 and len({j["JobId"] for j in shards}) == 3, shards
+    overlapping = [(a["JobName"], b["JobName"]) for i, a in enumerate(shards)
+                   for b in shards[i + 1:] if _overlap(a, b)]
+    assert overlapping, [(j["JobName"], j["StartTime"], j["EndTime"]) for j in shards]
+    print(f"\ngraph with --searchlight-jobs 3: {len(jobs)} jobs, {elapsed:.0f} s from "
+          f"submission until the queue was empty; overlapping shards {overlapping}")
+    for job in shards:
+        # Each chunk's correlations are named after its first centre.
+        (folder,) = work.rglob(job["JobName"].split("_", 1)[1])
+        firsts = sorted(p.name for p in folder.rglob("correlations_*.npy"))
+        assert firsts, folder
+        print(f"  job {job['JobId']} {job['JobName']}: {job['StartTime']} - {job['EndTime']} "
+              f"({_seconds(job)} s) on {job['NodeList']}, chunks {firsts}")
+
+    # The next invocation without the plugin reruns no shard and writes the reports.
+    results = {p: p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")
+               if "ds_" not in p.name}
+    proc = _app(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert results == {p: p.stat().st_mtime_ns for p in results}, "finished steps were rerun"
     same_outputs(local_run / "sub-01", out / "sub-01")
 
 

@@ -186,6 +186,12 @@ def build_parser(prog: str = "bidsapp") -> argparse.ArgumentParser:
                         "as in fMRIPrep (16000), or with a unit (16GB)")
     g_perf.add_argument("--use-plugin", type=Path, metavar="YAML",
                         help="a nipype plugin file (e.g. SLURMGraph) to run the workflow with")
+    g_perf.add_argument("--searchlight-jobs", type=_positive_int, metavar="N",
+                        help="split each participant's searchlight (and its permutation "
+                             "null) into N jobs that share the centres; with a graph plugin "
+                             "(--use-plugin, e.g. SLURMGraph) each is its own cluster job, "
+                             "so they run side by side on as many nodes; same outputs for "
+                             "any N (default: 1)")
     g_perf.add_argument("--device", choices=["auto", "cpu", "cuda"],
                         help="where the network and the searchlight run (default: auto)")
 
@@ -342,8 +348,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
     for key in ("nprocs", "omp_nthreads", "mem_gb", "skip_bids_validation",
                 "stop_on_first_crash", "boilerplate_only", "reports_only", "write_graph",
                 "resource_monitor", "clean_workdir", "random_seed", "device", "output_space",
-                "output_res",
-                "searchlight_size", "slice_time_ref", "fdr_q", "normalization_quality",
+                "output_res", "searchlight_size", "searchlight_jobs", "slice_time_ref", "fdr_q",
+                "normalization_quality",
                 "interpolation", "n_permutations", "drop_seconds", "repetition_time"):
         value = getattr(opts, key)
         if value is not None:
@@ -375,6 +381,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "bidsapp") -> Config:
         if not Path(path).is_dir():
             raise MissingInputError(f"The '{name}' derivatives folder does not exist", path=path,
                                     fix="check the -d/--derivatives name=path argument")
+    if config.searchlight_jobs < 1:  # a config file's value; the command line checks its own
+        raise UsageError(f"searchlight_jobs = {config.searchlight_jobs}: the searchlight needs "
+                         "at least one job", fix="give --searchlight-jobs 1 or more")
     if config.mem_gb is not None and config.mem_gb < 1:
         raise UsageError(f"--mem {config.mem_gb:.2f} GB is too little to run anything",
                          fix="give at least 1GB")

@@ -104,6 +104,9 @@ class _SearchlightChunkInputSpec(BaseInterfaceInputSpec):
                               "lengths the null permutes; needed for the null")
     mem_gb = traits.Float(desc="memory this job may hold (its node's mem_gb); sizes the "
                                "null's stack of target RDMs")
+    # Not hashed: it names the chunk in the log and changes no value.
+    shard = traits.Str(nohash=True, desc="the searchlight shard the chunk belongs to, as "
+                                         "'2/3' (--searchlight-jobs), for the log")
 
 
 class _SearchlightChunkOutputSpec(TraitedSpec):
@@ -119,6 +122,11 @@ class SearchlightChunk(SimpleInterface):
 
     def _run_interface(self, runtime):
         start, stop = self.inputs.chunk
+        if start == stop:
+            # More shards than centres: the engines return empty results, which merge as
+            # nothing; the null still records the participant's trial orders.
+            logging.getLogger("bidsapp").info("%s: no centres (more searchlight jobs than "
+                                              "centres), nothing to compute", self._label())
         patterns = np.load(self.inputs.patterns, mmap_mode="r")
         nbrs = np.load(self.inputs.neighbors, mmap_mode="r")[start:stop]
         rdms = np.load(self.inputs.candidate_rdms)
@@ -156,7 +164,7 @@ class SearchlightChunk(SimpleInterface):
                                      n_jobs=self.inputs.n_jobs, device=self.inputs.device)
             what = (f"{n_permutations} permutations and the observed maps" if n_permutations
                     else "the observed maps")
-        label = f"Searchlight, centres {start}-{stop}"
+        label = self._label()
         logging.getLogger("bidsapp").info(
             "%s: T = %d TRs, %d layers, spheres of %d voxels; %s; on %s; engine memory about "
             "%.0f MB", label, n_trs, n_layers, sphere, what,
@@ -164,9 +172,16 @@ class SearchlightChunk(SimpleInterface):
         return Progress(
             label, n_centers, "centres",
             warn_after=LONG_STEP_SECONDS if on_cpu else None,
-            advice="To shorten it: a GPU (--device cuda), a cluster that runs the chunks as "
-                   "parallel jobs (--use-plugin, docs/hpc.md), fewer permutations "
-                   "(--n-permutations), or a coarser output grid (--output-res 4).")
+            advice="To shorten it: a GPU (--device cuda), a cluster that runs the searchlight "
+                   "as parallel jobs (--use-plugin with --searchlight-jobs, docs/hpc.md), "
+                   "fewer permutations (--n-permutations), or a coarser output grid "
+                   "(--output-res 4).")
+
+    def _label(self) -> str:
+        """Name the chunk in the log: its shard, if any, and its centres."""
+        start, stop = self.inputs.chunk
+        shard = f" shard {self.inputs.shard}" if isdefined(self.inputs.shard) else ""
+        return f"Searchlight{shard}, centres {start}-{stop}"
 
     def _memory(self) -> int | None:
         """Bytes the engine may hold: the node's ``mem_gb`` (from ``--mem``), if set."""

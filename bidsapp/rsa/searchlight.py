@@ -340,6 +340,50 @@ def null_stack_rows(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_la
 CHUNK_CENTERS = 20000
 
 
+def shard_chunks(n_centers: int, shard: int, n_shards: int,
+                 chunk_centers: int = CHUNK_CENTERS) -> list[tuple[int, int]]:
+    """Return the chunks of centres that one shard of a participant's searchlight computes.
+
+    The centres ``0 .. n_centers`` are cut into ``n_shards`` contiguous shares, in order,
+    whose sizes differ by at most one (as :func:`numpy.array_split`); each share is cut into
+    chunks of at most ``chunk_centers``, so that a job's memory stays that of one chunk
+    whatever the number of shards.  With one shard these are the chunks of
+    :class:`bidsapp.interfaces.rsa.PreparePatterns`.  Every centre's value is computed alone,
+    so the concatenated results do not depend on the cut.
+
+    Parameters
+    ----------
+    n_centers : int
+        Searchlight centres of the participant (in-mask voxels).
+    shard : int
+        Which share, from 0 to ``n_shards - 1``.
+    n_shards : int
+        Number of shares, fixed when the workflow is built (``--searchlight-jobs``).
+    chunk_centers : int
+        Most centres per chunk.
+
+    Returns
+    -------
+    list of (int, int)
+        ``[start, stop)`` of each chunk.  A share without centres (more shards than
+        centres) is one empty chunk ``(start, start)``: its job still runs, cheaply, and
+        its empty result merges as nothing.
+
+    Raises
+    ------
+    ValueError
+        If ``shard`` is not in ``[0, n_shards)``.
+    """
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard must be in [0, {n_shards}), not {shard}")
+    start = shard * n_centers // n_shards
+    stop = (shard + 1) * n_centers // n_shards
+    if start == stop:
+        return [(start, start)]
+    step = max(1, chunk_centers)
+    return [(first, min(first + step, stop)) for first in range(start, stop, step)]
+
+
 def minimum_job_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int,
                        n_layers: int, n_permutations: int, *, n_jobs: int = 1,
                        device: str = "cpu") -> int:

@@ -61,6 +61,12 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
     With ``config.n_permutations`` > 0 each chunk also computes its part of the
     participant's permutation null (the same trial orders in every chunk, from
     :func:`bidsapp.stats.participant_seed`), written as ``desc-maxnull_stat-r_statmap``.
+
+    With ``config.searchlight_jobs`` N > 1 the searchlight is N MapNodes,
+    ``searchlight_shard1`` to ``searchlight_shardN``, each over its contiguous share of the
+    centres (:func:`bidsapp.rsa.searchlight.shard_chunks`), merged in order: a graph plugin
+    submits each as its own job.  With N = 1 it is one MapNode, ``searchlight``, over all
+    chunks.  The outputs are the same for any N.
     """
     workflow = pe.Workflow(name=name)
     workflow.__desc__ = (
@@ -103,13 +109,51 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
     mem_gb = chunk_args["mem_gb"] = config.job_memory_gb
     if n_perm:
         chunk_args["design"] = design
-    chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
-                                        seed=seed, n_jobs=threads, **chunk_args),
-                       iterfield=["chunk"], name="searchlight", mem_gb=mem_gb,
-                       n_procs=threads)
     merge = pe.Node(MergeMaps(design=design, searchlight_size=config.searchlight_size,
                               seed=seed),
                     name="merge_maps")
+    n_shards = config.searchlight_jobs
+    if n_shards == 1:
+        chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
+                                            seed=seed, n_jobs=threads, **chunk_args),
+                           iterfield=["chunk"], name="searchlight", mem_gb=mem_gb,
+                           n_procs=threads)
+        workflow.connect([
+            (prepare, chunk, [("patterns", "patterns"), ("neighbors", "neighbors"),
+                              ("chunks", "chunk")]),
+            (inputnode, chunk, [("candidate_rdms", "candidate_rdms")]),
+            (chunk, merge, [("correlations", "correlations")]),
+        ])
+        if n_perm:
+            workflow.connect(chunk, "null", merge, "nulls")
+    else:
+        # A graph plugin submits a MapNode as one job that runs its chunks one after the
+        # other, and needs every node before the chunk count (from the mask) is known: so
+        # a fixed number of MapNodes, each taking its share of the centres at run time.
+        # Locally each MapNode's chunks still run side by side, as with one shard.
+        width = len(str(n_shards))
+        merge_shards = pe.Node(niu.Merge(n_shards, ravel_inputs=True), name="merge_shards",
+                               run_without_submitting=True)
+        workflow.connect(merge_shards, "out", merge, "correlations")
+        if n_perm:
+            merge_nulls = pe.Node(niu.Merge(n_shards, ravel_inputs=True),
+                                  name="merge_shard_nulls", run_without_submitting=True)
+            workflow.connect(merge_nulls, "out", merge, "nulls")
+        for shard in range(n_shards):
+            chunk = pe.MapNode(SearchlightChunk(device=config.device, n_permutations=n_perm,
+                                                seed=seed, n_jobs=threads,
+                                                shard=f"{shard + 1}/{n_shards}", **chunk_args),
+                               iterfield=["chunk"], name=f"searchlight_shard{shard + 1:0{width}d}",
+                               mem_gb=mem_gb, n_procs=threads)
+            workflow.connect([
+                (prepare, chunk, [("patterns", "patterns"), ("neighbors", "neighbors"),
+                                  (("chunks", _shard_of, shard, n_shards, chunk_centers),
+                                   "chunk")]),
+                (inputnode, chunk, [("candidate_rdms", "candidate_rdms")]),
+                (chunk, merge_shards, [("correlations", f"in{shard + 1}")]),
+            ])
+            if n_perm:
+                workflow.connect(chunk, "null", merge_nulls, f"in{shard + 1}")
 
     source = str(source_file)
     base = {"base_directory": str(config.output_dir), "source_file": source,
@@ -139,15 +183,10 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
                                               stat="r", desc="maxnull", **nifti),
                           name="ds_maxnull", run_without_submitting=True)
         workflow.connect([
-            (chunk, merge, [("null", "nulls")]),
             (merge, ds_null, [("null_map", "in_file"), ("null_meta", "meta_dict")]),
         ])
     workflow.connect([
         (inputnode, prepare, [("bold_files", "bold_files"), ("mask_file", "mask_file")]),
-        (prepare, chunk, [("patterns", "patterns"), ("neighbors", "neighbors"),
-                          ("chunks", "chunk")]),
-        (inputnode, chunk, [("candidate_rdms", "candidate_rdms")]),
-        (chunk, merge, [("correlations", "correlations")]),
         (inputnode, merge, [("mask_file", "mask_file"), ("candidate_info", "candidate_info")]),
         (merge, ds_layers, [("layer_maps", "in_file"), ("layer_descs", "desc"),
                             ("layer_meta", "meta_dict")]),
@@ -162,3 +201,31 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
                              ("bestlayer_map", "bestlayer_map")]),
     ])
     return workflow
+
+
+def _shard_of(chunks: list, shard: int, n_shards: int, chunk_centers: int) -> list:
+    """Return shard ``shard``'s chunks, given every chunk of the participant.
+
+    A connection function: nipype runs it from its source text when the shard's job reads
+    :class:`~bidsapp.interfaces.rsa.PreparePatterns`' ``chunks``, which cover the centres
+    ``0 .. n`` in order.
+
+    Parameters
+    ----------
+    chunks : list of (int, int)
+        ``[start, stop)`` of every chunk, in order.
+    shard, n_shards : int
+        Which share of how many (0-based).
+    chunk_centers : int
+        Most centres per chunk.
+
+    Returns
+    -------
+    list of (int, int)
+        What :func:`bidsapp.rsa.searchlight.shard_chunks` gives for the ``n`` centres.
+    """
+    # Run from its source text, outside this module: it imports what it uses.
+    from bidsapp.rsa.searchlight import shard_chunks
+
+    n_centers = chunks[-1][1] if chunks else 0
+    return shard_chunks(n_centers, shard, n_shards, chunk_centers)

@@ -29,7 +29,8 @@ def test_help_lists_bids_app_options(run_app):
                  "--bids-filter-file", "--work-dir", "--nprocs", "--omp-nthreads", "--mem",
                  "--use-plugin", "--skip-bids-validation", "--stop-on-first-crash",
                  "--random-seed", "--device", "--derivatives", "--output-space",
-                 "--output-res", "--config-file", "--verbose", "--version"):
+                 "--output-res", "--searchlight-jobs", "--config-file", "--verbose",
+                 "--version"):
         assert flag in proc.stdout
 
 

@@ -29,6 +29,7 @@ def test_defaults(dirs):
     assert config.device == "auto" and config.random_seed == 0
     assert config.participant_label == () and config.task == ()
     assert config.skip_bids_validation is False and config.stop_on_first_crash is False
+    assert config.searchlight_jobs == 1
 
 
 @pytest.mark.parametrize("flag", ["--participant-label", "--participant_label"])
@@ -56,7 +57,7 @@ def test_every_flag(dirs, tmp_path):
         "--device", "cpu", "-d", f"fmriprep={deriv}", "--output-space", "MNI152NLin2009aSym",
         "--output-res", "2", "--searchlight-size", "50", "--slice-time-ref", "0",
         "--fdr-q", "0.01", "--normalization-quality", "fast", "--interpolation", "trilinear",
-        "-vv",
+        "--searchlight-jobs", "4", "-vv",
     ])
     assert config.analysis_level == "group"
     assert config.session_label == ("a", "b") and config.task == ("music",)
@@ -71,6 +72,7 @@ def test_every_flag(dirs, tmp_path):
     assert config.searchlight_size == 50 and config.slice_time_ref == 0.0
     assert config.fdr_q == 0.01 and config.verbose == 2
     assert config.normalization_quality == "fast" and config.interpolation == "trilinear"
+    assert config.searchlight_jobs == 4
 
 
 @pytest.mark.parametrize("text,gb", [("16000", 15.625), ("8G", 8.0), ("8gb", 8.0),
@@ -95,6 +97,9 @@ def _write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize("extra,error,code", [
     (["--nprocs", "0"], UsageError, 64),
     (["--nprocs", "two"], UsageError, 64),
+    (["--searchlight-jobs", "0"], UsageError, 64),
+    (["--searchlight-jobs", "-2"], UsageError, 64),
+    (["--config-file", "ZERO_JOBS_TOML"], UsageError, 64),
     (["--mem", "lots"], UsageError, 64),
     (["--mem", "100MB"], UsageError, 64),
     (["--device", "tpu"], UsageError, 64),
@@ -113,7 +118,8 @@ def test_option_errors(dirs, tmp_path, extra, error, code):
     bids, out = dirs
     bad = {"BAD_JSON": _write(tmp_path / "f.json", "{not json"),
            "BAD_YAML": _write(tmp_path / "p.yml", "plugin_args: {}\n"),
-           "BAD_TOML": _write(tmp_path / "c.toml", "= nope")}
+           "BAD_TOML": _write(tmp_path / "c.toml", "= nope"),
+           "ZERO_JOBS_TOML": _write(tmp_path / "z.toml", "[bidsapp]\nsearchlight_jobs = 0\n")}
     extra = [str(bad.get(e, tmp_path / e if e.endswith((".json", ".yml", ".toml")) else e))
              for e in extra]
     with pytest.raises(error) as exc:

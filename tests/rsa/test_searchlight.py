@@ -9,7 +9,7 @@ from scipy.stats import pearsonr, rankdata, spearmanr
 from bidsapp.rsa import _engine_numpy
 from bidsapp.rsa._ranks import order_keys, pair_layout
 from bidsapp.rsa.neighbors import neighbors
-from bidsapp.rsa.searchlight import searchlight
+from bidsapp.rsa.searchlight import searchlight, shard_chunks
 from bidsapp.stats import fitted_index
 
 ENGINES = [pytest.param({"backend": "numpy"}, id="numpy"),
@@ -363,3 +363,29 @@ def test_large_spheres(engine, n_voxels):
     candidates = _candidates(rng, 30)
     np.testing.assert_allclose(searchlight(patterns, nbrs, candidates, device="cpu", **engine),
                                _scipy_searchlight(patterns, nbrs, candidates), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("n_centers", "n_shards", "chunk_centers"), [
+    (1000, 1, 300), (1000, 3, 300), (1000, 3, 100), (7, 3, 2), (5, 7, 200), (0, 2, 10),
+])
+def test_shards_cover_every_centre_once_in_order(n_centers, n_shards, chunk_centers):
+    shards = [shard_chunks(n_centers, k, n_shards, chunk_centers) for k in range(n_shards)]
+    chunks = [chunk for shard in shards for chunk in shard]
+    # In order, contiguous, from 0 to n_centers, each chunk within the size bound.
+    assert chunks[0][0] == 0 and chunks[-1][1] == n_centers
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(0 <= stop - start <= chunk_centers for start, stop in chunks)
+    sizes = [shard[-1][1] - shard[0][0] for shard in shards]
+    assert max(sizes) - min(sizes) <= 1
+    # A shard without centres is one empty chunk, not an empty list: its job still runs.
+    assert all(shard == [(shard[0][0], shard[0][0])] for shard, size in zip(shards, sizes,
+                                                                               strict=True)
+               if size == 0)
+    if n_shards == 1:  # the chunks of PreparePatterns
+        assert chunks == [(s, min(s + chunk_centers, n_centers))
+                          for s in range(0, n_centers, chunk_centers)] or n_centers == 0
+
+
+def test_shard_index_out_of_range():
+    with pytest.raises(ValueError, match="shard must be in"):
+        shard_chunks(10, 3, 3)

@@ -92,3 +92,35 @@ def test_interpolation_option_reaches_every_resampling(bids_root, tmp_path, flag
     orders = [workflow.get_node(name).inputs.order for name in workflow.list_node_names()
               if name.endswith(".resample")]
     assert orders and set(orders) == {order}
+
+
+def test_searchlight_jobs_are_submitted_as_parallel_cluster_jobs(bids_root, tmp_path,
+                                                                  monkeypatch):
+    """``--searchlight-jobs 3`` with SLURMGraph: three searchlight jobs, none waits on another."""
+    log = _fake_scheduler(tmp_path, "sbatch")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    config = parse_args([str(bids_root), str(tmp_path / "out"), "participant",
+                         "--participant-label", "01", "--use-plugin",
+                         str(EXAMPLES / "slurm_graph.yml"), "-w", str(tmp_path / "work"),
+                         "--output-space", "MNI152NLin2009aSym", "--searchlight-jobs", "3"])
+    workflow = _participant_wf(config, bids_root)
+    workflow.base_dir = str(tmp_path / "work")
+    workflow.run(**plugin_settings(config))
+
+    # The fake sbatch numbers the jobs by line; -J names them j<index>_<node>.
+    jobs, waits = {}, {}
+    for number, line in enumerate(log.read_text().splitlines(), start=1):
+        args = line.split()
+        name = args[args.index("-J") + 1]
+        jobs[str(number)] = name
+        deps = next((a.split(":", 1)[1] for a in args if a.startswith("--dependency=")), "")
+        waits[name] = {d for d in deps.split(":") if d}
+    by_node = {name.split("_", 1)[1]: name for name in jobs.values()}
+    shards = [by_node[n] for n in sorted(by_node) if n.startswith("searchlight")]
+    assert [n.split("_", 1)[1] for n in shards] == [f"searchlight_shard{k}" for k in (1, 2, 3)]
+    for shard in shards:
+        after = {jobs[d] for d in waits[shard]}
+        assert any("prepare_patterns" in n for n in after), after
+        assert not any("searchlight" in n for n in after), after
+    for merge in ("merge_shards", "merge_shard_nulls"):
+        assert set(shards) <= {jobs[d] for d in waits[by_node[merge]]}
