@@ -88,7 +88,7 @@ def decode_clip(data: bytes, n_samples: int) -> np.ndarray:
     return audio[:n_samples]
 
 
-def _pack_shard(source: Path, target: Path, compression_level: float) -> tuple[int, int]:
+def _pack_shard(source: Path, target: Path, compression_level: float) -> tuple[int, int, int]:
     with np.load(source) as data:
         pcm, labels, mask, names = data["audio"], data["labels"], data["mask"], data["names"]
     encoded = [encode_clip(clip.astype(np.float32) / 32768.0, compression_level)
@@ -98,7 +98,7 @@ def _pack_shard(source: Path, target: Path, compression_level: float) -> tuple[i
     np.savez(tmp, opus=np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets=offsets,
              samples=np.int64(pcm.shape[1]), labels=labels, mask=mask, names=names)
     tmp.rename(target)
-    return len(encoded), int(offsets[-1])
+    return len(encoded), int(offsets[-1]), int(pcm.shape[0] * pcm.shape[1])
 
 
 def _unpack_shard(source: Path, target: Path) -> int:
@@ -114,12 +114,13 @@ def _unpack_shard(source: Path, target: Path) -> int:
 def pack_corpus(corpus_dir: str | Path, pack_dir: str | Path, *,
                 splits: tuple[str, ...] = ("train", "validation"),
                 compression_level: float = 0.96, processes: int = 1) -> dict:
-    """Encode the shards of some splits of a rendered corpus into Ogg/Opus shards.
+    """Encode the shards of some splits of a corpus (rendered or real music) into Ogg/Opus.
 
     Parameters
     ----------
     corpus_dir : str or Path
-        A corpus written by :func:`bidsapp.training.shards.render_corpus`.
+        A corpus written by :func:`bidsapp.training.shards.render_corpus` or
+        :func:`bidsapp.training.realmusic.build`; soft teacher labels travel unchanged.
     pack_dir : str or Path
         Output folder (created): ``SPLIT-NNN.opus.npz`` and ``manifest.json``.
     splits : tuple of str, optional
@@ -149,11 +150,14 @@ def pack_corpus(corpus_dir: str | Path, pack_dir: str | Path, *,
                  for s in shards]
     started = time.monotonic()
     results = list(starmap(_pack_shard, jobs, processes))
-    clips = sum(n for n, _ in results)
-    size = sum(b for _, b in results)
-    seconds = clips * float(manifest["seconds"])
+    clips = sum(n for n, _, _ in results)
+    size = sum(b for _, b, _ in results)
+    # Counted from the shards: a real-music corpus's manifest has no clip length in
+    # seconds (its windows are WINDOW_SAMPLES long), a rendered one has.
+    seconds = sum(s for _, _, s in results) / SAMPLE_RATE
     record = {"codec": "Ogg/Opus (libsndfile)", "compression_level": compression_level,
               "splits": list(splits), "clips": clips, "bytes": size,
+              "seconds": round(seconds, 2),
               "kbit_per_s": round(8 * size / max(seconds, 1e-9) / 1000, 2)}
     manifest["transport"] = record
     write_json(pack_dir / MANIFEST, manifest)

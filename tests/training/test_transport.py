@@ -5,11 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_realmusic import fake_corpus
 
+from bidsapp.audio.resnet import WINDOW_SAMPLES
 from bidsapp.training.data import (
     ClipSet,
     DeviceClipBank,
     load_corpus_split,
+    read_manifest,
     training_batch,
     write_shard,
 )
@@ -83,3 +86,27 @@ def test_device_bank_refuses_mixed_lengths():
     clips = [np.zeros(5000, np.int16), np.zeros(4000, np.int16)]
     clip_set = ClipSet(clips, np.zeros((2, 50), np.float32), np.zeros((2, 50), bool), ["a", "b"])
     assert not DeviceClipBank.supports(clip_set, 1_000)
+
+
+def test_pack_a_real_music_corpus_keeps_the_soft_teacher_labels(tmp_path):
+    # A real-music corpus's manifest gives its windows in samples, not a clip length in
+    # seconds; the bitrate must come from the shards, and the teacher's probabilities
+    # must arrive bit for bit.
+    pytest.importorskip("soundfile")
+    fake_corpus(tmp_path / "real")
+    assert "seconds" not in read_manifest(tmp_path / "real")
+    record = pack_corpus(tmp_path / "real", tmp_path / "pack", splits=("train", "test"))
+    before = {s: load_corpus_split(tmp_path / "real", s) for s in ("train", "test")}
+    clips = sum(len(c) for c in before.values())
+    assert record["clips"] == clips
+    assert record["seconds"] == pytest.approx(clips * WINDOW_SAMPLES / 16000, abs=0.01)
+    # White noise is the codec's worst case, yet far below int16 PCM's 256 kbit/s.
+    assert 5 < record["kbit_per_s"] < 100
+    unpack_corpus(tmp_path / "pack", tmp_path / "back")
+    assert read_manifest(tmp_path / "back")["source"] == read_manifest(tmp_path / "real")["source"]
+    for split, clip_set in before.items():
+        after = load_corpus_split(tmp_path / "back", split)
+        assert after.names == clip_set.names
+        np.testing.assert_array_equal(after.labels, clip_set.labels)
+        assert after.labels.dtype == np.float32 and 0 < after.labels.mean() < 1
+        assert after.mask.all()
