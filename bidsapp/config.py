@@ -74,10 +74,21 @@ class Config:
         return self.output_dir.parent / "work"
 
     @property
+    def threads(self) -> int:
+        """Threads each multi-threaded step uses: ``--omp-nthreads``, else min(nprocs, 8).
+
+        As in fMRIPrep, a step may use every process slot up to 8, so that a step that runs
+        alone (the searchlight, normalisation) does not leave cores idle; beyond 8 threads
+        ITK and BLAS gain little, and more steps run side by side instead.
+        """
+        if self.omp_nthreads:
+            return max(1, self.omp_nthreads)
+        return max(1, min(self.nprocs or os.cpu_count() or 1, 8))
+
+    @property
     def jobs_at_once(self) -> int:
         """How many multi-threaded jobs run at the same time: processes over threads each."""
-        threads = max(1, self.omp_nthreads or 1)
-        return max(1, (self.nprocs or os.cpu_count() or 1) // threads)
+        return max(1, (self.nprocs or os.cpu_count() or 1) // self.threads)
 
     @property
     def job_memory_gb(self) -> float:

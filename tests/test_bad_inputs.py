@@ -467,8 +467,10 @@ def _unknown_output_space(ctx):
 
 
 def _too_little_memory(ctx):
-    # 1 GB shared by 8 jobs (0.125 GB each); a job on the 1 mm grid needs about 0.4 GB.
-    return ctx.participant("--mem", "1GB", "--nprocs", "8", "--output-res", "1")
+    # 1 GB shared by 8 single-threaded jobs (0.125 GB each); a job on the 1 mm grid needs
+    # about 0.4 GB.
+    return ctx.participant("--mem", "1GB", "--nprocs", "8", "--omp-nthreads", "1",
+                           "--output-res", "1")
 
 
 CASES: dict[str, Case] = {

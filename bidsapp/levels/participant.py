@@ -101,7 +101,7 @@ def _check_memory(config: Config, designs: dict, template) -> None:
     budget = config.job_memory_gb
     n_voxels = int(np.count_nonzero(np.asanyarray(gm_mask_from_probseg(
         nb.load(template.gm_probseg), config.output_res).dataobj)))
-    threads = max(1, config.omp_nthreads or 1)
+    threads = config.threads
     for subject, tasks in designs.items():
         for task, design in tasks.items():
             need = minimum_job_memory(

@@ -72,7 +72,7 @@ def init_anat_wf(*, config: Config, normalization_quality: str = "default",
     """
     template = get_template(config.output_space)
     space, res = config.output_space, float(config.output_res)
-    threads = int(config.omp_nthreads or 1)
+    threads = config.threads
     workflow = Workflow(name=name)
     workflow.__desc__ = f"""\
 The T1-weighted (T1w) image was corrected for intensity non-uniformity with

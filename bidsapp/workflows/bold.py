@@ -162,7 +162,7 @@ def init_bold_wf(*, bold_run, config: Config, name: str | None = None,
                              log=False)
     start_time = float(plan.start_time or 0.0)
     space, res = config.output_space, float(config.output_res)
-    threads = int(config.omp_nthreads or 1)
+    threads = config.threads
     mem_gb = _mem_gb(bold_run)
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, "

@@ -104,7 +104,7 @@ def init_rsa_wf(*, config: Config, design: dict, source_file: str | Path, subjec
             )
     # Each of the jobs that can run at once gets its share of --mem (else of the machine's
     # memory); the null's engine sizes its stack of target RDMs from it.
-    threads = config.omp_nthreads or 1
+    threads = config.threads
     chunk_args = {}
     mem_gb = chunk_args["mem_gb"] = config.job_memory_gb
     if n_perm:

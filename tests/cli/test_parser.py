@@ -187,3 +187,21 @@ def test_help_states_each_default_once(capsys):
     assert "(default: None)" not in text
     assert "(default: all cores)" in text and "(default: all cores) (default" not in text
     assert "0.28" in text  # the permutation cost agrees with docs/usage.md
+
+
+@pytest.mark.parametrize(("argv", "cpus", "threads", "at_once"), [
+    ([], 2, 2, 1),                                  # the machine's cores, up to 8
+    ([], 32, 8, 4),
+    (["--nprocs", "2"], 32, 2, 1),                  # min(nprocs, 8), as --help says
+    (["--nprocs", "12"], 32, 8, 1),
+    (["--nprocs", "2", "--omp-nthreads", "1"], 32, 1, 2),
+    (["--nprocs", "16", "--omp-nthreads", "4"], 32, 4, 4),
+])
+def test_threads_per_step_default_to_min_nprocs_8(dirs, monkeypatch, argv, cpus, threads,
+                                                  at_once):
+    # The searchlight often runs alone (one chunk at a 4 mm grid): with one thread by
+    # default it left every other core idle.
+    bids, out = dirs
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    config = parse_args([str(bids), str(out), "participant", *argv])
+    assert (config.threads, config.jobs_at_once) == (threads, at_once)
