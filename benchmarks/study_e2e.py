@@ -25,7 +25,19 @@ each kind of nipype node (summed over runs and chunks) are recorded first.
     python benchmarks/study_e2e.py ROOT --group     # group level and scores
 
 ROOT holds ``bids/``, ``out/``, ``work/``, ``tf/`` (TemplateFlow cache) and one log per
-stage.  A simulation run beforehand by hand under ``/usr/bin/time -v -o ROOT/simulate.time``
+stage.
+
+``--preset naturalistic`` runs the whole-song preset instead (results in
+``benchmarks/results/naturalistic_e2e.json``); ``--simulate-args`` and ``--app-args`` add
+options to the simulation and to every participant run (e.g. a coarser grid on a small
+machine), and each finished participant is scored on its own (planted spheres' layer
+profiles, and the maximum against its permutation null far from the spheres), so one
+participant at full length is already a result:
+
+    python benchmarks/study_e2e.py ROOT --preset naturalistic --participants 01 \
+        --simulate-args "--subjects 1 --voxel-size 4" --app-args "--output-res 4"
+
+A simulation run beforehand by hand under ``/usr/bin/time -v -o ROOT/simulate.time``
 is adopted with the figures that file gives.
 """
 
@@ -37,6 +49,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -46,7 +59,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_preproc import PeakMemory, node_durations  # noqa: E402  (same tools as that one)
 
-RESULTS = Path(__file__).resolve().parent / "results" / "study_e2e.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SUBJECTS = [f"{i:02d}" for i in range(1, 7)]
 
 
@@ -130,6 +143,55 @@ def score(bids: Path, out: Path) -> dict:
             "sphere_profiles": sphere_layer_profiles(bids, out)}
 
 
+def participant_score(bids: Path, out: Path, label: str) -> dict:
+    """Score one participant's maps against the planted truth, without the group level.
+
+    Parameters
+    ----------
+    bids, out : pathlib.Path
+        The simulated dataset and the app's output folder.
+    label : str
+        The participant.
+
+    Returns
+    -------
+    dict
+        ``sphere_profiles`` (:func:`~bidsapp.simulate.truth.sphere_layer_profiles` of this
+        participant alone) and, over the voxels more than 30 mm from every planted centre,
+        the median of the maximum over layers, the median and standard deviation of the
+        maximum minus the mean of the participant's permutation null, and their count.
+    """
+    import tempfile
+
+    import nibabel as nb
+    import numpy as np
+
+    from bidsapp.simulate.truth import TRUTH_DIR, sphere_layer_profiles
+
+    func = out / f"sub-{label}" / "func"
+    with tempfile.TemporaryDirectory() as tmp:
+        # sphere_layer_profiles averages every participant it finds: give it this one only.
+        (Path(tmp) / f"sub-{label}").symlink_to(out / f"sub-{label}")
+        profiles = sphere_layer_profiles(bids, tmp)
+    spheres = json.loads((bids / TRUTH_DIR / "truth_layers.json").read_text())["Spheres"]
+    max_img = nb.load(next(func.glob("*_desc-maxcorr_stat-r_statmap.nii.gz")))
+    max_r = np.asanyarray(max_img.dataobj)
+    # One volume per permutation: its mean is the bias the maximum carries under the null.
+    null = np.asanyarray(nb.load(next(func.glob("*_desc-maxnull_stat-r_statmap.nii.gz"))).dataobj)
+    if null.ndim == 4:
+        null = null.mean(axis=-1)
+    ijk = np.indices(max_r.shape).reshape(3, -1).T
+    xyz = nb.affines.apply_affine(max_img.affine, ijk).reshape(*max_r.shape, 3)
+    far = np.isfinite(max_r) & np.isfinite(null)
+    for sphere in spheres:
+        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > 30.0
+    debiased = max_r[far] - null[far]
+    return {"sphere_profiles": profiles, "far_voxels": int(far.sum()),
+            "far_median_max_r": round(float(np.median(max_r[far])), 4),
+            "far_median_max_minus_null": round(float(np.median(debiased)), 4),
+            "far_sd_max_minus_null": round(float(np.std(debiased)), 4)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the stages that are not recorded yet and write the results.
 
@@ -149,28 +211,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--group", action="store_true", help="group level and scores only")
     parser.add_argument("--nprocs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--keep-work", action="store_true")
+    parser.add_argument("--preset", default="study", choices=("study", "naturalistic"))
+    parser.add_argument("--simulate-args", default="",
+                        help="more options for bidsapp simulate, as one string")
+    parser.add_argument("--app-args", default="",
+                        help="more options for every participant run, as one string")
     opts = parser.parse_args(argv)
+    results_file = RESULTS_DIR / f"{opts.preset}_e2e.json"
     root = opts.root.resolve()
     bids, out, work = root / "bids", root / "out", root / "work"
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TEMPLATEFLOW_HOME": str(root / "tf")}
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(machine=platform.node(), cpus=os.cpu_count(), root=str(root))
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    results.update(machine=platform.node(), cpus=os.cpu_count(), root=str(root),
+                   preset=opts.preset, simulate_args=opts.simulate_args,
+                   app_args=opts.app_args)
     stages = results.setdefault("stages", {})
 
     def save() -> None:
-        RESULTS.parent.mkdir(exist_ok=True)
-        tmp = RESULTS.with_suffix(".json.tmp")
+        results_file.parent.mkdir(exist_ok=True)
+        tmp = results_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(RESULTS)
+        tmp.replace(results_file)
 
     if "simulate" not in stages:
         if (root / "simulate.time").exists() and (bids / "dataset_description.json").exists():
             stages["simulate"] = adopt_time_file(root / "simulate.time")
         else:
             stages["simulate"] = run_stage(
-                "simulate", [_bidsapp(), "simulate", "--preset", "study", "--seed", "0",
-                             str(bids)], root / "simulate.log", env)
+                "simulate", [_bidsapp(), "simulate", "--preset", opts.preset, "--seed", "0",
+                             *shlex.split(opts.simulate_args), str(bids)],
+                root / "simulate.log", env)
         save()
     if stages["simulate"]["exit_code"] != 0:
         raise SystemExit(f"the simulation failed: see {root / 'simulate.log'}")
@@ -178,22 +249,28 @@ def main(argv: list[str] | None = None) -> dict:
     if not opts.group:
         for label in opts.participants:
             key = f"participant sub-{label}"
-            if stages.get(key, {}).get("exit_code") == 0:
-                continue
-            stages[key] = run_stage(
-                key, [_bidsapp(), str(bids), str(out), "participant", "--participant-label",
-                      label, "-w", str(work / f"sub-{label}"), "--nprocs", str(opts.nprocs),
-                      # the simulator's template space; nilearn's copy works offline
-                      "--output-space", "MNI152NLin2009aSym"],
-                root / f"participant_sub-{label}.log", env)
-            save()
-            if stages[key]["exit_code"] != 0:
-                raise SystemExit(f"sub-{label} failed: see {root}/participant_sub-{label}.log")
-            # Wall seconds per kind of node (summed over runs and chunks), before they go.
-            stages[key]["node_seconds"] = {name: round(seconds, 1) for name, seconds
-                                           in node_durations(work / f"sub-{label}").items()
-                                           if seconds >= 1.0}
-            save()
+            if stages.get(key, {}).get("exit_code") != 0:
+                stages[key] = run_stage(
+                    key, [_bidsapp(), str(bids), str(out), "participant",
+                          "--participant-label", label, "-w", str(work / f"sub-{label}"),
+                          "--nprocs", str(opts.nprocs),
+                          # the simulator's template space; nilearn's copy works offline
+                          "--output-space", "MNI152NLin2009aSym",
+                          *shlex.split(opts.app_args)],
+                    root / f"participant_sub-{label}.log", env)
+                save()
+                if stages[key]["exit_code"] != 0:
+                    raise SystemExit(
+                        f"sub-{label} failed: see {root}/participant_sub-{label}.log")
+            if "node_seconds" not in stages[key] and (work / f"sub-{label}").is_dir():
+                # Wall seconds per kind of node (summed over runs and chunks), before they go.
+                stages[key]["node_seconds"] = {
+                    name: round(seconds, 1) for name, seconds
+                    in node_durations(work / f"sub-{label}").items() if seconds >= 1.0}
+                save()
+            if "score" not in stages[key]:
+                stages[key]["score"] = participant_score(bids, out, label)
+                save()
             if not opts.keep_work:
                 shutil.rmtree(work / f"sub-{label}", ignore_errors=True)
         return results
