@@ -210,9 +210,11 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
         model.load_state_dict(start.state_dict())
         LOGGER.info("Starting from %s", config.init_weights)
     bank = None
-    if device.type == "cuda" and real_set is None:
-        # Fixed input shapes: let cuDNN pick its fastest convolution algorithms once.
+    if device.type == "cuda":
+        # Fixed input shapes (every clip, rendered or real, is cropped to crop_samples): let
+        # cuDNN pick its fastest convolution algorithms once.
         torch.backends.cudnn.benchmark = True
+    if device.type == "cuda" and real_set is None:
         if DeviceClipBank.supports(train_set, config.crop_samples):
             bank = DeviceClipBank(train_set, device)
             LOGGER.info("Training clips held on %s (%.0f MB)", device,
