@@ -1,12 +1,12 @@
 """Benchmark: one finished participant's searchlight chunk again, on 1 and on 2 threads.
 
-    python benchmarks/bench_chunk_threads.py NODE_DIR [--centres 512] [--rounds 2]
+    python benchmarks/chunk_threads.py NODE_DIR [--centres 512] [--rounds 2]
 
 NODE_DIR is a searchlight chunk's folder in a kept work directory (``.../rsa_<task>_wf/
 searchlight/mapflow/_searchlight0``).  Its first ``--centres`` centres are computed again
 with the same inputs (the permutation null included) on 1 and on 2 threads, alternately,
 so the ratio comes from one run on the same data; each result is compared with the
-participant run's.  Results: ``benchmarks/results/bench_chunk_threads.json``.
+participant run's.  Results: ``benchmarks/results/chunk_threads.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from nipype.utils.filemanip import loadpkl
 
 from bidsapp.interfaces.rsa import SearchlightChunk
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_chunk_threads.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "chunk_threads.json"
 
 
 def run_chunk(inputs: dict, centres: int, threads: int) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     Returns
     -------
     dict
-        The results written to ``benchmarks/results/bench_chunk_threads.json``.
+        The results written to ``benchmarks/results/chunk_threads.json``.
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("node_dir", type=Path)
