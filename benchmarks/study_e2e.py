@@ -161,18 +161,13 @@ def participant_score(bids: Path, out: Path, label: str) -> dict:
         the median of the maximum over layers, the median and standard deviation of the
         maximum minus the mean of the participant's permutation null, and their count.
     """
-    import tempfile
-
     import nibabel as nb
     import numpy as np
 
-    from bidsapp.simulate.truth import TRUTH_DIR, sphere_layer_profiles
+    from bidsapp.simulate.truth import TRUTH_DIR, far_from_spheres, sphere_layer_profiles
 
     func = out / f"sub-{label}" / "func"
-    with tempfile.TemporaryDirectory() as tmp:
-        # sphere_layer_profiles averages every participant it finds: give it this one only.
-        (Path(tmp) / f"sub-{label}").symlink_to(out / f"sub-{label}")
-        profiles = sphere_layer_profiles(bids, tmp)
+    profiles = sphere_layer_profiles(bids, out, subjects=[label])
     spheres = json.loads((bids / TRUTH_DIR / "truth_layers.json").read_text())["Spheres"]
     max_img = nb.load(next(func.glob("*_desc-maxcorr_stat-r_statmap.nii.gz")))
     max_r = np.asanyarray(max_img.dataobj)
@@ -180,11 +175,7 @@ def participant_score(bids: Path, out: Path, label: str) -> dict:
     null = np.asanyarray(nb.load(next(func.glob("*_desc-maxnull_stat-r_statmap.nii.gz"))).dataobj)
     if null.ndim == 4:
         null = null.mean(axis=-1)
-    ijk = np.indices(max_r.shape).reshape(3, -1).T
-    xyz = nb.affines.apply_affine(max_img.affine, ijk).reshape(*max_r.shape, 3)
-    far = np.isfinite(max_r) & np.isfinite(null)
-    for sphere in spheres:
-        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > 30.0
+    far = np.isfinite(max_r) & np.isfinite(null) & far_from_spheres(max_img, spheres)
     debiased = max_r[far] - null[far]
     return {"sphere_profiles": profiles, "far_voxels": int(far.sum()),
             "far_median_max_r": round(float(np.median(max_r[far])), 4),

@@ -8,6 +8,8 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 
+from bidsapp.simulate.truth import far_from_spheres
+
 
 def map_data(path: Path) -> np.ndarray:
     """Return an image's data array."""
@@ -49,9 +51,7 @@ def check_planted_truth(bids: Path, func: list[Path], prefix: str, near_mm: floa
 
     # Null voxels (over 30 mm from every planted center): the observed maximum minus the
     # mean of the participant's permutation null is centered at 0; the maximum itself is not.
-    far = np.ones(reference.shape, bool)
-    for sphere in truth["Spheres"]:
-        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > 30.0
+    far = far_from_spheres(reference, truth["Spheres"])
     debiased, raw = [], []
     for f in func:
         max_r = map_data(next(f.glob(f"sub-*_{prefix}_desc-maxcorr_stat-r_statmap.nii.gz")))

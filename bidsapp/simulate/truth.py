@@ -148,7 +148,8 @@ def load_motion(dataset: str | Path, subject: str, run: int, task: str = "music"
     return np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)
 
 
-def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path) -> list[dict[str, Any]]:
+def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path,
+                          subjects: list[str] | None = None) -> list[dict[str, Any]]:
     """Return, per planted sphere, each layer's searchlight r averaged over its voxels.
 
     The average runs over the sphere's voxels on the app's grid and over every participant
@@ -161,6 +162,8 @@ def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path) -> list[d
         The simulated dataset's root.
     output_dir : str or Path
         The app's output folder (``sub-*/func/*_desc-layerNN_stat-r_statmap.nii.gz``).
+    subjects : list of str, optional
+        Only these participants (labels without ``sub-``); default: every one found.
 
     Returns
     -------
@@ -174,8 +177,11 @@ def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path) -> list[d
     spheres = _read_json(root / TRUTH_DIR / "truth_layers.json")["Spheres"]
     by_subject: dict[str, list[Path]] = {}
     pattern = "sub-*/func/sub-*_desc-layer*_stat-r_statmap.nii.gz"
+    keep = None if subjects is None else {f"sub-{strip_prefix(s)}" for s in subjects}
     for path in sorted(Path(output_dir).glob(pattern)):
-        by_subject.setdefault(path.name.split("_")[0], []).append(path)
+        subject = path.name.split("_")[0]
+        if keep is None or subject in keep:
+            by_subject.setdefault(subject, []).append(path)
     if not by_subject:
         return []
     maps = [np.stack([np.asanyarray(nb.load(p).dataobj) for p in paths], axis=-1)
@@ -202,6 +208,33 @@ def sphere_layer_profiles(dataset: str | Path, output_dir: str | Path) -> list[d
 
 #: Voxels farther than this from every planted center count as null voxels.
 NULL_DISTANCE_MM = 30.0
+
+
+def far_from_spheres(img: nb.Nifti1Image, spheres: list[dict[str, Any]],
+                     distance_mm: float = NULL_DISTANCE_MM) -> np.ndarray:
+    """Return the voxels of ``img``'s grid farther than ``distance_mm`` from every sphere.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        Any image on the grid (its shape's first three axes and its affine are used).
+    spheres : list of dict
+        The ``Spheres`` of ``truth_layers.json`` (their ``center_mni``).
+    distance_mm : float, optional
+        The distance beyond which a voxel is a null voxel.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, the grid's 3D shape.
+    """
+    shape = img.shape[:3]
+    ijk = np.indices(shape).reshape(3, -1).T
+    xyz = nb.affines.apply_affine(img.affine, ijk).reshape(*shape, 3)
+    far = np.ones(shape, bool)
+    for sphere in spheres:
+        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > distance_mm
+    return far
 
 #: Group tests and their (significance mask, layer map) descriptors in ``group/``.
 GROUP_TESTS = {"permutation": ("permfdr", "permbestlayer"), "study": ("fdr", "bestlayer")}
@@ -255,11 +288,7 @@ def group_layer_agreement(dataset: str | Path, output_dir: str | Path,
         load_layer_map(dataset), mask_img, interpolation="nearest", force_resample=True,
         copy_header=True).dataobj).astype(int)
     spheres = _read_json(Path(dataset) / TRUTH_DIR / "truth_layers.json")["Spheres"]
-    ijk = np.indices(mask.shape).reshape(3, -1).T
-    xyz = nb.affines.apply_affine(mask_img.affine, ijk).reshape(*mask.shape, 3)
-    far = mask.copy()
-    for sphere in spheres:
-        far &= np.linalg.norm(xyz - np.asarray(sphere["center_mni"]), axis=-1) > null_distance_mm
+    far = mask & far_from_spheres(mask_img, spheres, null_distance_mm)
     planted = mask & (truth > 0)
     result: dict[str, Any] = {
         "planted_voxels": int((truth > 0).sum()), "planted_voxels_in_mask": int(planted.sum()),

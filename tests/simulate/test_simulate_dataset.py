@@ -209,6 +209,11 @@ def test_sphere_layer_profiles_find_the_planted_layer(small_dataset, tmp_path):
         assert p["best_layer"] == p["planted_layer"] and p["n_participants"] == 2
         assert p["mean_r"][p["planted_layer"] - 1] > 0.5
     assert sim_truth.sphere_layer_profiles(small_dataset, tmp_path / "empty") == []
+    # One participant alone, named with or without its prefix; an absent one has no maps.
+    for label in ("02", "sub-02"):
+        alone = sim_truth.sphere_layer_profiles(small_dataset, tmp_path / "out", [label])
+        assert [p["n_participants"] for p in alone] == [1] * len(spheres)
+    assert sim_truth.sphere_layer_profiles(small_dataset, tmp_path / "out", ["03"]) == []
 
 
 def test_group_layer_agreement_counts_matches_and_false_positives(small_dataset, tmp_path):
