@@ -214,8 +214,7 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
         # Fixed input shapes (every clip, rendered or real, is cropped to crop_samples): let
         # cuDNN pick its fastest convolution algorithms once.
         torch.backends.cudnn.benchmark = True
-    if device.type == "cuda" and real_set is None:
-        if DeviceClipBank.supports(train_set, config.crop_samples):
+        if real_set is None and DeviceClipBank.supports(train_set, config.crop_samples):
             bank = DeviceClipBank(train_set, device)
             LOGGER.info("Training clips held on %s (%.0f MB)", device,
                         bank.bank.numel() * 2 / 1e6)
