@@ -6,8 +6,8 @@ batched form:
 
 1. gather (B, T, n) patterns, sort each TR's row, and derive average ranks from runs of equal
    sorted values (a cumulative max/min over run starts and ends): no packed keys needed;
-2. Gram matrices of the doubled centered ranks in float64 (exact integers, whatever the GPU's
-   summation order, and untouched by TF32 settings);
+2. Gram matrices of the doubled centered ranks, exact integers whatever the GPU's summation
+   order: in float32 for spheres of up to 256 voxels (see :func:`gram_dtype`), else float64;
 3. spheres without tied voxels: counting sort of their integer upper triangles, all spheres of
    the chunk in one ``bincount`` over per-sphere offset bins; spheres with ties: a sort of their
    correlations;
@@ -25,6 +25,29 @@ from ._ranks import QUANTUM_BITS, pair_layout
 
 # Bins of the counting sort held at once (int64): 512 MB.
 _MAX_BINS = 2**26
+
+
+def gram_dtype(n_voxels: int) -> torch.dtype:
+    """Return the narrowest float type that holds a sphere's rank Gram matrix exactly.
+
+    Doubled centered ranks of ``n`` voxels are integers of magnitude at most ``n - 1``, so
+    every partial sum of a Gram entry is an integer of magnitude at most ``n (n - 1)**2``.
+    float32 holds all of them exactly while that is below 2**24 (``n`` up to 256), in any
+    summation order.  TF32 tensor cores keep that exactness, since they round only the
+    inputs, to 11 significant bits, and the ranks need at most 8.  Half the bytes of float64
+    matter on a GPU, where the Gram matrices and their upper triangles are the traffic.
+
+    Parameters
+    ----------
+    n_voxels : int
+        Voxels per sphere.
+
+    Returns
+    -------
+    torch.dtype
+        ``torch.float32`` or ``torch.float64``.
+    """
+    return torch.float32 if n_voxels * (n_voxels - 1) ** 2 < 2**24 else torch.float64
 
 
 def run_torch(patterns: np.ndarray, neighbors: np.ndarray, columns: np.ndarray,
@@ -86,8 +109,9 @@ def _chunk(spheres: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, cand: 
     sorted_values, order = torch.sort(spheres.transpose(1, 2), dim=-1)
     equal = sorted_values[..., 1:] == sorted_values[..., :-1]
     del sorted_values
-    ranks = torch.empty(order.shape, dtype=torch.float64, device=order.device)
-    ranks.scatter_(-1, order, _doubled_centered(equal))
+    exact = gram_dtype(spheres.shape[1])
+    ranks = torch.empty(order.shape, dtype=exact, device=order.device)
+    ranks.scatter_(-1, order, _doubled_centered(equal, exact))
     del order
     gram = ranks @ ranks.transpose(1, 2)
     diag = gram.diagonal(dim1=1, dim2=2).clone()
@@ -96,7 +120,7 @@ def _chunk(spheres: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, cand: 
     tied = equal.flatten(1).any(dim=1)
     undefined = (diag == 0).any(dim=1)
     if method == "spearman":
-        target = torch.zeros_like(upper)
+        target = torch.zeros(upper.shape, dtype=torch.float64, device=upper.device)
         free = ~tied
         if free.any():
             # A sphere's values span up to G_tt / 2 + 1 bins (~n**3 / 6): count as many spheres
@@ -108,11 +132,12 @@ def _chunk(spheres: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, cand: 
                 target[batch] = _counting_ranks(upper[batch])
         slow = tied & ~undefined
         if slow.any():
-            target[slow] = _sorting_ranks(-_similarity(upper[slow], diag[slow], rows, cols))
+            target[slow] = _sorting_ranks(-_similarity(upper[slow].double(), diag[slow].double(),
+                                                       rows, cols))
     else:
-        similarity = upper.clone()
+        similarity = upper.double()
         if tied.any():
-            similarity[tied] = _similarity(upper[tied], diag[tied], rows, cols)
+            similarity[tied] = _similarity(similarity[tied], diag[tied].double(), rows, cols)
         target = similarity.mean(dim=1, keepdim=True) - similarity
         target[undefined] = 0.0
     products = target @ cand
@@ -121,8 +146,8 @@ def _chunk(spheres: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, cand: 
     return values.to(torch.float32)
 
 
-def _doubled_centered(equal: torch.Tensor) -> torch.Tensor:
-    """Doubled centered average ranks (float64) of sorted rows, from their equal neighbours."""
+def _doubled_centered(equal: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Doubled centered average ranks (``dtype``) of sorted rows, from their equal neighbours."""
     n = equal.shape[-1] + 1
     positions = torch.arange(n, device=equal.device).expand(*equal.shape[:-1], n)
     edge = torch.ones((*equal.shape[:-1], 1), dtype=torch.bool, device=equal.device)
@@ -130,7 +155,7 @@ def _doubled_centered(equal: torch.Tensor) -> torch.Tensor:
     ends = torch.cat([~equal, edge], dim=-1)
     left = torch.where(starts, positions, 0).cummax(dim=-1).values
     right = torch.where(ends, positions, n - 1).flip(-1).cummin(dim=-1).values.flip(-1)
-    return (left + right + (1 - n)).to(torch.float64)
+    return (left + right + (1 - n)).to(dtype)
 
 
 def _similarity(upper: torch.Tensor, diag: torch.Tensor, rows: torch.Tensor,

@@ -389,3 +389,21 @@ def test_shards_cover_every_centre_once_in_order(n_centers, n_shards, chunk_cent
 def test_shard_index_out_of_range():
     with pytest.raises(ValueError, match="shard must be in"):
         shard_chunks(10, 3, 3)
+
+
+@pytest.mark.parametrize("n_voxels", [100, 256, 257])
+def test_torch_gram_type_holds_the_largest_rank_products_exactly(n_voxels):
+    import torch
+
+    from bidsapp.rsa._engine_torch import gram_dtype
+
+    # The largest Gram entries: every TR holds the same voxel order, so an entry is the sum
+    # of the n squared doubled centered ranks, n (n**2 - 1) / 3, at the edge of float32.
+    dtype = gram_dtype(n_voxels)
+    assert dtype == (torch.float32 if n_voxels <= 256 else torch.float64)
+    ranks = torch.arange(n_voxels, dtype=torch.int64) * 2 - (n_voxels - 1)
+    patterns = torch.stack([ranks, ranks.flip(0), ranks.roll(1)]).to(dtype)
+    gram = patterns @ patterns.T
+    exact = patterns.to(torch.int64) @ patterns.to(torch.int64).T
+    assert torch.equal(gram.to(torch.int64), exact)
+    assert int(exact[0, 0]) == n_voxels * (n_voxels**2 - 1) // 3
