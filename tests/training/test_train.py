@@ -1,15 +1,17 @@
-"""Training: the masked loss, a few steps on a tiny batch, checkpoints and resume."""
+"""Training: the masked loss, a few steps on a tiny batch, checkpoints and resume, bf16."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import torch
 
+import bidsapp.training.train as train_module
 from bidsapp.audio.resnet import ResNet18Audio
 from bidsapp.training.data import ClipSet, training_batch
-from bidsapp.training.train import TrainConfig, make_optimizer, masked_bce, train
+from bidsapp.training.train import TrainConfig, make_optimizer, masked_bce, native_bf16, train
 
 
 def tiny_set(n: int = 4, samples: int = 6_000) -> ClipSet:
@@ -84,3 +86,31 @@ def test_train_checkpoints_and_resumes(tmp_path):
     stopped = train(clip_set, None, TrainConfig(**{**config.__dict__, "max_steps": 9,
                                                    "stop_at": "2000-01-01T00:00"}))
     assert stopped["stopped"] == "stop_at" and stopped["steps"] == 3
+
+
+def _two_steps(tmp_path, name, amp):
+    config = TrainConfig(out_dir=str(tmp_path / name), batch_size=2, max_steps=2, eval_every=99,
+                         checkpoint_every=2, log_every=1, device="cpu", crop_samples=1_024,
+                         amp=amp)
+    train(tiny_set(), None, config)
+    return torch.load(tmp_path / name / "last.pt", weights_only=False)["model"]
+
+
+def test_bf16_without_native_support_trains_exactly_as_float32(tmp_path, monkeypatch, caplog):
+    reference = _two_steps(tmp_path, "float32", "none")
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: False)
+    fallback = _two_steps(tmp_path, "fallback", "bf16")
+    assert "no native bfloat16" in caplog.text
+    assert all(torch.equal(reference[k], fallback[k]) for k in reference)
+
+
+def test_bf16_on_a_native_cpu_autocasts_the_forward_pass(tmp_path):
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+    reference = _two_steps(tmp_path, "float32", "none")
+    autocast = _two_steps(tmp_path, "bf16", "bf16")
+    weights = [k for k in reference if k.endswith("weight")]
+    # Adam's first steps move each weight by about lr whatever the gradient's size, so the
+    # two runs stay within a few lr of each other, yet bfloat16 gradients are not float32's.
+    assert not all(torch.equal(reference[k], autocast[k]) for k in weights)
+    assert max(float((reference[k] - autocast[k]).abs().max()) for k in weights) < 1e-3
