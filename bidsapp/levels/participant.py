@@ -21,7 +21,7 @@ from bidsapp.device import resolve_device_name
 from bidsapp.errors import MissingInputError, UsageError
 from bidsapp.preproc.masks import gm_mask_from_probseg
 from bidsapp.reports import write_citation
-from bidsapp.rsa.searchlight import CHUNK_CENTERS, minimum_job_memory
+from bidsapp.rsa.searchlight import CHUNK_CENTERS, device_memory_need, minimum_job_memory
 from bidsapp.templates import get_template
 
 from .common import plugin_settings, prepare_dir, run_workflow, save_config
@@ -86,17 +86,19 @@ def check_inputs(config: Config) -> tuple[list[SubjectData], dict[str, dict[str,
                 info["sha256"][:12])
     template = get_template(config.output_space)
     # A GPU that is not there must stop the run now, not after the preprocessing (exit 69).
-    resolve_device_name(config.device)
-    _check_memory(config, designs, template)
+    device = resolve_device_name(config.device)
+    _check_memory(config, designs, template, device)
     return subjects, designs
 
 
-def _check_memory(config: Config, designs: dict, template) -> None:
+def _check_memory(config: Config, designs: dict, template, device: str = "cpu") -> None:
     """Stop now if one searchlight job cannot fit its share of the memory (exit 64).
 
     Each of the jobs that run at once gets ``--mem`` (else the machine's memory) divided by
     their number; a job needs at least :func:`bidsapp.rsa.searchlight.minimum_job_memory`
-    for the task's T and the grey-matter voxels of the output grid, whatever the null.
+    for the task's T and the grey-matter voxels of the output grid, whatever the null.  On a
+    GPU, one center of the torch engine must also fit in the GPU's free memory
+    (:func:`gpu_memory_error`).
     """
     budget = config.job_memory_gb
     n_voxels = int(np.count_nonzero(np.asanyarray(gm_mask_from_probseg(
@@ -117,6 +119,49 @@ def _check_memory(config: Config, designs: dict, template) -> None:
                     f"once gets", path=config.bids_dir,
                     fix="give more memory (--mem), run fewer jobs at once (--nprocs), or "
                         "use a coarser output grid (--output-res 4)")
+            if device.startswith("cuda"):
+                import torch  # only with --device cuda: CPU runs need no GPU query
+
+                error = gpu_memory_error(subject, task, design.n_trs, n_voxels,
+                                         torch.cuda.mem_get_info(torch.device(device))[0])
+                if error is not None:
+                    raise error
+
+
+def gpu_memory_error(subject: str, task: str, n_trs: int, n_voxels: int,
+                     free_bytes: int) -> UsageError | None:
+    """Return the error that stops a run whose searchlight cannot fit on the GPU, or None.
+
+    The torch engine sizes its chunks of centers and its passes of candidates from the free
+    GPU memory (:func:`bidsapp.rsa.searchlight.device_chunk_size`), so any T that leaves
+    room for one center and one pass of the L candidates runs
+    (:func:`bidsapp.rsa.searchlight.device_memory_need`).
+
+    Parameters
+    ----------
+    subject, task : str
+        Where the T comes from, for the message.
+    n_trs : int
+        T of the task's stacked trials.
+    n_voxels : int
+        Grey-matter voxels of the output grid.
+    free_bytes : int
+        Free GPU memory.
+
+    Returns
+    -------
+    UsageError or None
+        Exit 64, naming the need and the fix (``--device cpu``), or None when it fits.
+    """
+    need = device_memory_need(n_trs, n_voxels, len(LAYER_NAMES))
+    if need <= free_bytes:
+        return None
+    return UsageError(
+        f"The searchlight of sub-{subject} task-{task} cannot run on this GPU: at T = {n_trs} "
+        f"TRs it needs at least {need / 2**30:.1f} GB of GPU memory, and "
+        f"{free_bytes / 2**30:.1f} GB are free",
+        fix="run with --device cpu (the searchlight then uses --mem), or on a GPU with more "
+            "free memory")
 
 
 def clean_work_dir(config: Config) -> None:

@@ -21,15 +21,27 @@ from ._engine_numpy import TILE_PAIRS, run_numpy, run_numpy_orders
 from ._ranks import order_keys, permuted_candidates, prepare_candidates, reorder_columns
 from .neighbors import PAD
 
-__all__ = ["estimate_memory", "null_engine_memory", "null_stack_rows", "searchlight"]
+__all__ = ["device_chunk_size", "device_memory_need", "estimate_memory", "null_engine_memory",
+           "null_stack_rows", "searchlight"]
 
 _METHODS = ("spearman", "pearson")
 _BACKENDS = ("numpy", "torch")
-# Default centers per task: ~0.3 s of work for a numpy thread; the torch engine needs ~11 MB
-# per center (T = 496, n = 100), so 512 centers take ~6 GB of GPU memory.
+# Default centers per task: ~0.3 s of work for a numpy thread; on CUDA, the chunk is sized
+# from the GPU's free memory (device_chunk_size).
 _CPU_CHUNK = 128
 _TORCH_CPU_CHUNK = 32
-_CUDA_CHUNK = 512
+#: GPU bytes a chunk of the torch engine holds per center and per TR pair at its peak, an
+#: upper bound: 25.5 were measured at T = 496 (peak 3.7 GB at 512 centers, 27.7 GB at 8,192,
+#: H200) with float64 Gram matrices; the counting sort's temporaries of a group of spheres
+#: and the float64 squares of the norms add up to about 36 in the worst case.
+DEVICE_BYTES_PER_PAIR = 40
+#: The counting sort's bins (``_engine_torch._MAX_BINS``, int64), their copy and their
+#: cumulative sum, held whatever the chunk.
+_DEVICE_COUNTING_BYTES = 3 * 2**26 * 8
+#: Share of the free GPU memory that chunks are planned in (the rest: fragmentation).
+_DEVICE_PLANNED = 0.9
+#: Most centers per GPU chunk: beyond ~1,000 the time no longer falls (docs/searchlight.md).
+_MAX_CUDA_CHUNK = 4096
 
 
 def searchlight(
@@ -68,8 +80,9 @@ def searchlight(
         a BLAS-backed numpy).
     chunk_size : int, optional
         Centers per task.  Defaults: numpy, up to 128 (a task per thread at a time); torch,
-        512 on CUDA and 32 on CPU.  The torch engine holds about 11 MB per center of a chunk
-        at T = 496, n = 100 (about 6 GB of GPU memory for 512).
+        32 on CPU and, on CUDA, as many as the GPU's free memory holds
+        (:func:`device_chunk_size`, at most 4,096: 4,096 at T = 496 on an 80 GB GPU, 637
+        at T = 2,416).
     n_jobs : int, optional
         CPU threads for the numpy backend, each running single-threaded BLAS.  Default: all
         cores this process may use; -1 means the same.
@@ -189,12 +202,21 @@ def searchlight(
         # torch only for the torch backend: the NumPy engine runs without it
         from ._engine_torch import run_torch
 
-        chunk = int(chunk_size or (_CUDA_CHUNK if device.startswith("cuda") else _TORCH_CPU_CHUNK))
         # The torch engine takes the reordered columns in full (float64, T (T + 1) / 2 per
         # layer and order): as many orders at a time as `memory` holds, each block a pass.
         per_order = len(columns) * columns.shape[1] * 8
         budget = DEFAULT_MEMORY if memory is None else int(memory)
         step = 1 if orders is None else max(1, min(len(orders), budget // per_order))
+        if device.startswith("cuda"):
+            import torch  # the torch backend only: the NumPy engine runs without it
+
+            free = torch.cuda.mem_get_info(torch.device(device))[0]
+            # A pass's candidates take at most half the GPU; the chunk of centers the rest.
+            step = max(1, min(step, free // 2 // per_order))
+            chunk = int(chunk_size or device_chunk_size(
+                n_trs, patterns.shape[1], step * columns.shape[1], free))
+        else:
+            chunk = int(chunk_size or _TORCH_CPU_CHUNK)
         blocks = [None] if orders is None else [orders[i:i + step]
                                                 for i in range(0, len(orders), step)]
         width = columns.shape[1]
@@ -220,6 +242,78 @@ def searchlight(
                   chunk, n_jobs, block, progress)
         out[centers] = block
     return out
+
+
+def device_chunk_size(n_trs: int, n_voxels: int, n_columns: int, free_bytes: int) -> int:
+    """Return how many centers one chunk of the torch engine may hold in GPU memory.
+
+    The device holds, whatever the chunk: the patterns (float32), the candidate columns of
+    one pass (float64, T (T - 1) / 2 pairs each), the pair indices and the counting sort's
+    bins; and per center of a chunk ``DEVICE_BYTES_PER_PAIR`` bytes per pair.  Chunks are
+    planned in 90% of the free memory; the rest is left to the allocator's fragmentation.
+
+    Parameters
+    ----------
+    n_trs : int
+        T.
+    n_voxels : int
+        Voxels the spheres use (the patterns' columns on the device).
+    n_columns : int
+        Candidate columns of one pass: L, or L times the orders of a null's pass.
+    free_bytes : int
+        Free GPU memory (``torch.cuda.mem_get_info``).
+
+    Returns
+    -------
+    int
+        Centers per chunk, between 1 and 4,096.
+
+    Raises
+    ------
+    MemoryError
+        If not even one center fits, with the bytes needed and the way out (the CPU).
+
+    Examples
+    --------
+    >>> device_chunk_size(496, 110_000, 10, 80 * 2**30)
+    4096
+    >>> device_chunk_size(2416, 110_000, 10, 80 * 2**30)
+    637
+    """
+    pairs = n_trs * (n_trs - 1) // 2
+    per_center = DEVICE_BYTES_PER_PAIR * pairs
+    room = int(free_bytes * _DEVICE_PLANNED) - _device_fixed_bytes(n_trs, n_voxels, n_columns)
+    if room < per_center:
+        raise MemoryError(
+            f"the GPU has {free_bytes / 2**30:.1f} GB free, but the searchlight at T = "
+            f"{n_trs} with {n_columns} candidate columns needs at least "
+            f"{device_memory_need(n_trs, n_voxels, n_columns) / 2**30:.1f} GB for one "
+            f"center: run it on the CPU (--device cpu) or on a GPU with more memory")
+    return int(min(_MAX_CUDA_CHUNK, room // per_center))
+
+
+def device_memory_need(n_trs: int, n_voxels: int, n_columns: int) -> int:
+    """Return the free GPU memory the torch engine needs for a chunk of one center.
+
+    Parameters
+    ----------
+    n_trs, n_voxels, n_columns : int
+        As for :func:`device_chunk_size`.
+
+    Returns
+    -------
+    int
+        Bytes of free GPU memory, with the 10% that :func:`device_chunk_size` leaves aside.
+    """
+    pairs = n_trs * (n_trs - 1) // 2
+    fixed = _device_fixed_bytes(n_trs, n_voxels, n_columns)
+    return int(np.ceil((fixed + DEVICE_BYTES_PER_PAIR * pairs) / _DEVICE_PLANNED))
+
+
+def _device_fixed_bytes(n_trs: int, n_voxels: int, n_columns: int) -> int:
+    """GPU bytes held whatever the chunk: patterns, candidates, pair indices, bins."""
+    pairs = n_trs * (n_trs - 1) // 2
+    return n_trs * n_voxels * 4 + pairs * n_columns * 8 + pairs * 16 + _DEVICE_COUNTING_BYTES
 
 
 def estimate_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_columns: int,

@@ -407,3 +407,46 @@ def test_torch_gram_type_holds_the_largest_rank_products_exactly(n_voxels):
     exact = patterns.to(torch.int64) @ patterns.to(torch.int64).T
     assert torch.equal(gram.to(torch.int64), exact)
     assert int(exact[0, 0]) == n_voxels * (n_voxels**2 - 1) // 3
+
+
+def test_gpu_chunks_are_sized_from_free_memory_and_t():
+    from bidsapp.rsa import _engine_torch
+    from bidsapp.rsa.searchlight import (
+        _DEVICE_COUNTING_BYTES,
+        DEVICE_BYTES_PER_PAIR,
+        device_chunk_size,
+        device_memory_need,
+    )
+
+    assert _DEVICE_COUNTING_BYTES == 3 * _engine_torch._MAX_BINS * 8
+    gb = 2**30
+    # The study's T fits the most centers a chunk takes; the naturalistic T about 600.
+    assert device_chunk_size(496, 110_000, 10, 80 * gb) == 4096
+    chunk = device_chunk_size(2416, 110_000, 10, 80 * gb)
+    assert 500 < chunk < 700
+    # The chunk's planned bytes stay inside 90% of the free memory, one more center does not.
+    pairs = 2416 * 2415 // 2
+    fixed = device_memory_need(2416, 110_000, 10) * 0.9 - DEVICE_BYTES_PER_PAIR * pairs
+    assert fixed + chunk * DEVICE_BYTES_PER_PAIR * pairs <= 0.9 * 80 * gb
+    assert fixed + (chunk + 1) * DEVICE_BYTES_PER_PAIR * pairs > 0.9 * 80 * gb
+    # Less memory, more candidate columns or more TRs: fewer centers, never zero.
+    assert device_chunk_size(2416, 110_000, 10, 24 * gb) < chunk
+    assert device_chunk_size(2416, 110_000, 1000, 80 * gb) < chunk
+    assert device_chunk_size(5000, 110_000, 10, 80 * gb) >= 1
+    need = device_memory_need(10_000, 110_000, 10)
+    assert device_chunk_size(10_000, 110_000, 10, need) == 1
+    with pytest.raises(MemoryError, match="--device cpu"):
+        device_chunk_size(10_000, 110_000, 10, need - 2**20)
+
+
+def test_a_searchlight_too_large_for_the_gpu_stops_with_the_fix():
+    from bidsapp.errors import UsageError
+    from bidsapp.levels.participant import gpu_memory_error
+    from bidsapp.rsa.searchlight import device_memory_need
+
+    need = device_memory_need(8000, 60_000, 10)
+    assert gpu_memory_error("01", "listen", 8000, 60_000, need) is None
+    error = gpu_memory_error("01", "listen", 8000, 60_000, need - 1)
+    assert isinstance(error, UsageError) and error.exit_code == 64
+    assert "sub-01 task-listen" in str(error) and "T = 8000" in str(error)
+    assert "--device cpu" in str(error)
