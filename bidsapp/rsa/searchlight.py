@@ -203,10 +203,11 @@ def searchlight(
         from ._engine_torch import run_torch
 
         # The torch engine takes the reordered columns in full (float64, T (T + 1) / 2 per
-        # layer and order): as many orders at a time as `memory` holds, each block a pass.
+        # layer and order), and run_torch copies their off-diagonal pairs once more: as many
+        # orders at a time as `memory` holds twice, each block a pass.
         per_order = len(columns) * columns.shape[1] * 8
         budget = DEFAULT_MEMORY if memory is None else int(memory)
-        step = 1 if orders is None else max(1, min(len(orders), budget // per_order))
+        step = 1 if orders is None else max(1, min(len(orders), budget // (2 * per_order)))
         if device.startswith("cuda"):
             import torch  # the torch backend only: the NumPy engine runs without it
 

@@ -450,3 +450,20 @@ def test_a_searchlight_too_large_for_the_gpu_stops_with_the_fix():
     assert isinstance(error, UsageError) and error.exit_code == 64
     assert "sub-01 task-listen" in str(error) and "T = 8000" in str(error)
     assert "--device cpu" in str(error)
+
+
+def test_torch_null_in_passes_of_few_orders_equals_one_pass():
+    # A memory budget below two orders' columns (the reordered block and the engine's copy of
+    # its pairs) gives one order per pass; the maps must not depend on it.
+    rng = np.random.default_rng(23)
+    n_trs, n_in_mask = 30, 120
+    patterns = _patterns(rng, "int16-wide", n_trs, n_in_mask)
+    nbrs = np.array([rng.choice(n_in_mask, 15, replace=False) for _ in range(20)])
+    candidates = _candidates(rng, n_trs)
+    orders = np.stack([rng.permutation(n_trs) for _ in range(7)])
+    one_pass = searchlight(patterns, nbrs, candidates, device="cpu", backend="torch",
+                           orders=orders)
+    per_order = n_trs * (n_trs + 1) // 2 * candidates.shape[0] * 8
+    passes = searchlight(patterns, nbrs, candidates, device="cpu", backend="torch",
+                         orders=orders, memory=2 * per_order + 1)
+    np.testing.assert_array_equal(passes, one_pass)
