@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -204,6 +205,10 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--distilled-from", type=Path, default=None,
                         help="the real-music corpus the weights were distilled on: recorded "
                              "in the exported sidecar's training_data")
+    parser.add_argument("--real-metrics", type=Path, default=None,
+                        help="the --json of an earlier evaluate --real-corpus run on the "
+                             "held-out tracks: recorded beside this run's metrics in the "
+                             "exported sidecar (metrics.real_music)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     return parser
@@ -268,8 +273,15 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         if args.distilled_from is not None:
             training_data = distilled_training_data(read_manifest(args.distilled_from),
                                                     training_data)
+        metrics = dict(result)
+        if args.real_metrics is not None:
+            # Both held-out figures travel with the weights: the renderer's tags and the
+            # teacher's on real recordings (the per-window predictions stay out).
+            real_result = json.loads(Path(args.real_metrics).read_text())
+            metrics["real_music"] = {k: v for k, v in real_result.items()
+                                     if k not in ("predictions", "export")}
         path = export_weights(model, checkpoint, args.export, status=args.status,
-                              metrics=result, training_data=training_data)
+                              metrics=metrics, training_data=training_data)
         result["export"] = str(path)
         print(f"exported {path}")
     if args.json is not None:

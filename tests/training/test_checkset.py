@@ -19,6 +19,7 @@ from bidsapp.audio.weightfile import TRAINED_FILENAME
 from bidsapp.audio.weights import init_untrained, models_dir
 from bidsapp.training.checkset import load_check_set
 from bidsapp.training.cli import evaluate_main
+from bidsapp.training.train import TrainConfig, train
 
 CHECKSET = Path(__file__).parent / "data" / "checkset"
 RELEASE = models_dir() / TRAINED_FILENAME
@@ -56,3 +57,34 @@ def test_released_weights_reproduce_the_model_card(tmp_path):
     # sidecar (the model card's source) records.
     sidecar = json.loads(RELEASE.with_suffix(".json").read_text())
     assert sidecar["status"] == "trained" and sidecar["metrics"]["mean_roc_auc"] >= 0.90
+
+
+def test_a_distilled_export_records_the_teacher_and_both_held_out_figures(tmp_path):
+    run = tmp_path / "run"
+    train(load_check_set(CHECKSET), None, TrainConfig(out_dir=str(run), batch_size=2, max_steps=1,
+                                        eval_every=1, checkpoint_every=1, device="cpu",
+                                        crop_samples=1_024, real_fraction=0.5))
+    real = tmp_path / "realmusic"
+    real.mkdir()
+    (real / "manifest.json").write_text(json.dumps({
+        "packages": [{"name": "singularity-music", "version": "007-2", "sha256": "ab" * 32,
+                      "licences": {"copyright": "CC-BY-SA-3.0"}}],
+        "teacher": {"model": "MTT_musicnn", "versions": {"musicnn": "0.1.0"},
+                    "training_data": "MagnaTagATune (CC BY-NC-SA)"},
+        "splits": {"test": {"windows": 3, "tracks": ["a"]}}}))
+    real_json = tmp_path / "real_test.json"
+    real_json.write_text(json.dumps({"mean_roc_auc": 0.5, "min_roc_auc": 0.4, "split": "test",
+                                     "predictions": {"a": [0.1]}}))
+    exported = tmp_path / "export"
+    assert evaluate_main(["--checkpoint", str(run / "last.pt"), "--clips", str(CHECKSET),
+                          "--device", "cpu", "--export", str(exported), "--status", "trained",
+                          "--distilled-from", str(real), "--real-metrics",
+                          str(real_json)]) == 0
+    sidecar = json.loads((exported / TRAINED_FILENAME).with_suffix(".json").read_text())
+    assert sidecar["metrics"]["n_clips"] == 8
+    assert sidecar["metrics"]["real_music"] == {"mean_roc_auc": 0.5, "min_roc_auc": 0.4,
+                                                "split": "test"}
+    data = sidecar["training_data"]
+    assert data["real_music"]["packages"][0]["licence"] == "CC-BY-SA-3.0"
+    assert data["teacher"]["training_data"] == "MagnaTagATune (CC BY-NC-SA)"
+    assert "distillation: 0.50 of each batch real music" in sidecar["training"]["recipe"]
