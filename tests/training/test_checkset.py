@@ -1,8 +1,9 @@
 """`bidsapp evaluate` on the shipped check set: the CLI, and the exported weights' figures.
 
-The check set (``data/checkset``: eight 3.2 s clips of held-out test works, FLAC, with their
-targets) comes with ``expected.json``: the predictions and metrics the released weights
-(``models/resnet18_mtt50.safetensors``) gave on it.  The reproduction test needs those
+The check sets (``data/checkset``: eight 3.2 s clips of held-out rendered test works with
+their true tags; ``data/checkset_real``: ten held-out real-music windows with the teacher's
+probabilities; FLAC) come with ``expected.json``: the predictions and metrics the released
+weights (``models/resnet18_mtt50.safetensors``) gave on them.  The reproduction test needs those
 weights in ``models/`` and skips without them.
 """
 
@@ -17,11 +18,12 @@ import pytest
 from bidsapp.audio.resnet import WINDOW_SAMPLES
 from bidsapp.audio.weightfile import TRAINED_FILENAME
 from bidsapp.audio.weights import init_untrained, models_dir
-from bidsapp.training.checkset import load_check_set
+from bidsapp.training.checkset import check_set_targets, load_check_set
 from bidsapp.training.cli import evaluate_main
 from bidsapp.training.train import TrainConfig, train
 
 CHECKSET = Path(__file__).parent / "data" / "checkset"
+CHECKSET_REAL = Path(__file__).parent / "data" / "checkset_real"
 RELEASE = models_dir() / TRAINED_FILENAME
 
 
@@ -43,20 +45,38 @@ def test_evaluate_cli_runs_on_the_check_set(tmp_path):
 
 
 @pytest.mark.skipif(not RELEASE.is_file(), reason=f"{TRAINED_FILENAME} is not in models/")
-def test_released_weights_reproduce_the_model_card(tmp_path):
-    expected = json.loads((CHECKSET / "expected.json").read_text())
+@pytest.mark.parametrize("folder", [CHECKSET, CHECKSET_REAL], ids=["rendered", "real"])
+def test_released_weights_reproduce_the_model_card(tmp_path, folder):
+    expected = json.loads((folder / "expected.json").read_text())
     out = tmp_path / "metrics.json"
-    assert evaluate_main(["--weights", str(RELEASE), "--clips", str(CHECKSET),
+    assert evaluate_main(["--weights", str(RELEASE), "--clips", str(folder),
                           "--json", str(out), "--device", "cpu"]) == 0
     result = json.loads(out.read_text())
     for name, probabilities in expected["predictions"].items():
         np.testing.assert_allclose(result["predictions"][name], probabilities, atol=2e-3)
-    assert result["mean_roc_auc"] == pytest.approx(expected["mean_roc_auc"], abs=0.02)
-    assert result["mean_pr_auc"] == pytest.approx(expected["mean_pr_auc"], abs=0.02)
-    # The release meets the training issue's goal on its own held-out test split, as its
-    # sidecar (the model card's source) records.
+    # The real set is too small for ROC-AUC (5 positives and 5 negatives per tag): its
+    # figure is the Spearman correlation with the teacher.
+    for key in ("mean_roc_auc", "mean_pr_auc", "mean_spearman"):
+        if expected.get(key) is not None:
+            assert result[key] == pytest.approx(expected[key], abs=0.02)
+    # The release meets the training issues' goals on its held-out test splits, as its
+    # sidecar (the model card's source) records: the renderer's tags, and the teacher's on
+    # real recordings.
     sidecar = json.loads(RELEASE.with_suffix(".json").read_text())
     assert sidecar["status"] == "trained" and sidecar["metrics"]["mean_roc_auc"] >= 0.90
+    real = sidecar["metrics"]["real_music"]
+    assert real["mean_roc_auc"] >= 0.85 and real["min_roc_auc"] >= 0.5
+
+
+def test_real_check_set_holds_the_teachers_probabilities_and_its_sources():
+    clips = load_check_set(CHECKSET_REAL)
+    assert check_set_targets(CHECKSET_REAL) == "teacher" and len(clips) == 10
+    assert ((clips.labels >= 0) & (clips.labels <= 1)).all() and clips.mask.all()
+    assert not np.isin(clips.labels, (0.0, 1.0)).all()  # probabilities, not binarised tags
+    notice = (CHECKSET_REAL / "README.md").read_text()
+    packages = {name.split("/")[0] for name in clips.names}
+    assert packages == {"warzone2100-music", "singularity-music", "fretsonfire-songs-muldjord"}
+    assert all(f"clip{i:02d}.flac" in notice for i in range(10)) and "CC-BY-SA-3.0" in notice
 
 
 def test_a_distilled_export_records_the_teacher_and_both_held_out_figures(tmp_path):
