@@ -26,7 +26,7 @@ from bidsapp.audio.resnet import ResNet18Audio
 from bidsapp.device import resolve_device
 from bidsapp.io import write_json
 from bidsapp.training.data import ClipSet, training_batch
-from bidsapp.training.train import TrainConfig, make_optimizer, masked_bce, native_bf16
+from bidsapp.training.train import TrainConfig, make_optimizer, native_bf16, optimisation_step
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_training.json"
 
@@ -64,12 +64,7 @@ def main() -> None:
     def step(number: int, amp: str) -> None:
         audio, labels, mask = (torch.from_numpy(a).to(device) for a in
                                training_batch(clip_set, args.batch_size, 0, number))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            logits = model(audio)
-        loss = masked_bce(logits.float(), labels, mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimisation_step(model, optimizer, audio, labels, mask, bf16=amp == "bf16")
         if device.type == "cuda":
             torch.cuda.synchronize()
 

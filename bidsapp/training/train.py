@@ -156,6 +156,36 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def optimisation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      audio: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, *,
+                      bf16: bool = False) -> torch.Tensor:
+    """Run one Adam update of the study's recipe on a batch; return its loss (on the device).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, in training mode.
+    optimizer : torch.optim.Optimizer
+        Its optimiser (:func:`make_optimizer`).
+    audio, labels, mask : torch.Tensor
+        The batch (:func:`mixed_batch` or :func:`~bidsapp.training.data.training_batch`).
+    bf16 : bool, optional
+        bfloat16 autocast of the forward pass; the loss and the update stay float32.
+
+    Returns
+    -------
+    torch.Tensor
+        The masked BCE of the batch, not detached from the device.
+    """
+    with torch.autocast(audio.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(audio)
+    loss = masked_bce(logits.float(), labels, mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Return binary cross-entropy averaged over the known targets only.
 
@@ -308,12 +338,7 @@ def train(train_set: ClipSet, validation_set: ClipSet | None, config: TrainConfi
             else:
                 audio, labels, mask = (torch.from_numpy(x).to(device) for x in mixed_batch(
                     train_set, real_set, config, state["step"]))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(audio)
-            loss = masked_bce(logits.float(), labels, mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = optimisation_step(model, optimizer, audio, labels, mask, bf16=use_bf16)
             state["step"] += 1
             # Kept on the device: reading the loss every step would stall a GPU.
             recent.append(loss.detach())
