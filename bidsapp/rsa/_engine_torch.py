@@ -25,6 +25,9 @@ from ._ranks import QUANTUM_BITS, pair_layout
 
 # Bins of the counting sort held at once (int64): 512 MB.
 _MAX_BINS = 2**26
+#: GPU bytes the counting sort holds whatever the chunk: its bins, their copy and their
+#: cumulative sum (int64).
+COUNTING_BYTES = 3 * _MAX_BINS * 8
 
 
 def gram_dtype(n_voxels: int) -> torch.dtype:

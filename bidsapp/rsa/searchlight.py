@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 from bidsapp.device import resolve_device_name
 
 from ._engine_numpy import TILE_PAIRS, run_numpy, run_numpy_orders
+from ._engine_torch import COUNTING_BYTES
 from ._ranks import order_keys, permuted_candidates, prepare_candidates, reorder_columns
 from .neighbors import PAD
 
@@ -35,9 +36,6 @@ _TORCH_CPU_CHUNK = 32
 #: H200) with float64 Gram matrices; the counting sort's temporaries of a group of spheres
 #: and the float64 squares of the norms add up to about 36 in the worst case.
 DEVICE_BYTES_PER_PAIR = 40
-#: The counting sort's bins (``_engine_torch._MAX_BINS``, int64), their copy and their
-#: cumulative sum, held whatever the chunk.
-_DEVICE_COUNTING_BYTES = 3 * 2**26 * 8
 #: Share of the free GPU memory that chunks are planned in (the rest: fragmentation).
 _DEVICE_PLANNED = 0.9
 #: Most centers per GPU chunk: beyond ~1,000 the time no longer falls (docs/searchlight.md).
@@ -314,7 +312,7 @@ def device_memory_need(n_trs: int, n_voxels: int, n_columns: int) -> int:
 def _device_fixed_bytes(n_trs: int, n_voxels: int, n_columns: int) -> int:
     """GPU bytes held whatever the chunk: patterns, candidates, pair indices, bins."""
     pairs = n_trs * (n_trs - 1) // 2
-    return n_trs * n_voxels * 4 + pairs * n_columns * 8 + pairs * 16 + _DEVICE_COUNTING_BYTES
+    return n_trs * n_voxels * 4 + pairs * n_columns * 8 + pairs * 16 + COUNTING_BYTES
 
 
 def estimate_memory(n_trs: int, n_voxels: int, n_centers: int, sphere: int, n_columns: int,
