@@ -101,6 +101,11 @@ def _check_memory(config: Config, designs: dict, template, device: str = "cpu") 
     (:func:`gpu_memory_error`).
     """
     budget = config.job_memory_gb
+    free_gpu = None
+    if device.startswith("cuda"):
+        import torch  # only with --device cuda: CPU runs need no GPU query
+
+        free_gpu = torch.cuda.mem_get_info(torch.device(device))[0]
     n_voxels = int(np.count_nonzero(np.asanyarray(gm_mask_from_probseg(
         nb.load(template.gm_probseg), config.output_res).dataobj)))
     threads = config.threads
@@ -119,11 +124,8 @@ def _check_memory(config: Config, designs: dict, template, device: str = "cpu") 
                     f"once gets", path=config.bids_dir,
                     fix="give more memory (--mem), run fewer jobs at once (--nprocs), or "
                         "use a coarser output grid (--output-res 4)")
-            if device.startswith("cuda"):
-                import torch  # only with --device cuda: CPU runs need no GPU query
-
-                error = gpu_memory_error(subject, task, design.n_trs, n_voxels,
-                                         torch.cuda.mem_get_info(torch.device(device))[0])
+            if free_gpu is not None:
+                error = gpu_memory_error(subject, task, design.n_trs, n_voxels, free_gpu)
                 if error is not None:
                     raise error
 
